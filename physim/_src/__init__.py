@@ -1,0 +1,1 @@
+"""Private implementation modules; import the public names from `physim.*` instead."""

@@ -1,0 +1,28 @@
+"""Shared pytest setup: tests run on the CPU unless PHYSIM_TEST_DEVICE says otherwise."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+# CPU is the default and must be fully tested; `PHYSIM_TEST_DEVICE=cuda` runs the suite on a GPU.
+os.environ["PHYSIM_DEVICE"] = os.environ.get("PHYSIM_TEST_DEVICE", "cpu")
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_python(*args: str, env: dict | None = None, cwd: str | Path | None = None, timeout: float = 600):
+    """Run the test interpreter in a subprocess and return the CompletedProcess (text mode)."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, *args], capture_output=True, text=True, env=full_env, cwd=cwd, timeout=timeout
+    )
+
+
+@pytest.fixture
+def python():
+    return run_python
