@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from physim.errors import PhysimError
 
-__all__ = ["InfoConfig", "info", "main"]
+__all__ = ["COMMANDS", "InfoConfig", "info", "main"]
 
 # (import name, label): what `physim info` reports, dolfinx included.
 _VERSIONED = (
@@ -78,42 +78,49 @@ def info(cfg: InfoConfig | None = None) -> dict[str, str]:
     return rows
 
 
-def _demo(cfg):
-    from physim.demo import run_demo
+# The command table. Each entry is "module:ConfigClass:function": the config dataclass gives the
+# subcommand's options (tyro), the function runs it. A nested dict is a command group
+# (`physim data nse ...`). Modules named here must be cheap to import (no backend at import
+# time), since `physim --help` imports every config class of a level.
+COMMANDS: dict[str, str | dict[str, str]] = {
+    "info": "physim.cli:InfoConfig:info",
+    "demo": "physim.demo:DemoConfig:cli_demo",
+}
 
-    result = run_demo(cfg, progress=sys.stderr.isatty())
-    first, last = result.losses[0], result.losses[-1]
-    print(f"loss {first:.4e} m² -> {last:.4e} m² ({first / max(last, 1e-300):.3g}x lower) "
-          f"in {len(result.losses) - 1} iterations, {result.seconds:.1f} s")
-    print(f"stiffness fitted: {result.stiffness:.2f} N/m")
-    for name, path in result.files.items():
-        print(f"{name}: {path}")
-    return result
+
+def _resolve(entry: str):
+    module_name, config_name, fn_name = entry.split(":")
+    module = importlib.import_module(module_name)
+    return getattr(module, config_name), getattr(module, fn_name)
+
+
+def _dispatch(table: dict, args: list[str], prog: str) -> None:
+    import tyro
+
+    if args and args[0] in table and isinstance(table[args[0]], dict):
+        _dispatch(table[args[0]], args[1:], f"{prog} {args[0]}")
+        return
+    entries = {name: _resolve(entry) for name, entry in table.items() if isinstance(entry, str)}
+    groups = [name for name, entry in table.items() if isinstance(entry, dict)]
+    description = "physim: differentiable physics and neural operators"
+    if groups:
+        description += "\n\ncommand groups (each has its own --help): " + ", ".join(groups)
+    cfg = tyro.extras.subcommand_cli_from_dict(
+        {name: config_cls for name, (config_cls, _) in entries.items()}, args=args, prog=prog,
+        description=description,
+    )
+    for config_cls, fn in entries.values():
+        if type(cfg) is config_cls:
+            fn(cfg)
+            return
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `physim` command."""
-    import tyro
-
-    from physim.demo import DemoConfig
-
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    commands = {
-        "info": (InfoConfig, info),
-        "demo": (DemoConfig, _demo),
-    }
+    args = list(sys.argv[1:] if argv is None else argv)
     try:
-        # tyro builds each subcommand's options from its config dataclass.
-        cfg = tyro.extras.subcommand_cli_from_dict(
-            {key: config_cls for key, (config_cls, _) in commands.items()},
-            args=argv,
-            prog="physim",
-            description="physim: differentiable physics and neural operators",
-        )
-        for _key, (config_cls, fn) in commands.items():
-            if type(cfg) is config_cls:
-                fn(cfg)
-                break
+        _dispatch(COMMANDS, args, "physim")
     except PhysimError as exc:  # bad input or a diverged simulation: one line, no traceback
         print(f"physim: error: {exc}", file=sys.stderr)
         return 2

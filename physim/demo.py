@@ -23,7 +23,7 @@ import torch
 from physim.config import check_int, check_positive
 from physim.io.atomic import atomic_path, atomic_write_text
 
-__all__ = ["DemoConfig", "DemoResult", "run_demo"]
+__all__ = ["DemoConfig", "DemoResult", "cli_demo", "run_demo"]
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +140,20 @@ def run_demo(cfg: DemoConfig | None = None, *, progress: bool = True) -> DemoRes
     files["summary"] = str(out / "result.json")
     atomic_write_text(out / "result.json", json.dumps({**asdict(result), "config": {
         k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()}}, indent=2))
+    return result
+
+
+def cli_demo(cfg: DemoConfig) -> DemoResult:
+    """`physim demo`: run the demo and print the loss drop and the files written."""
+    import sys
+
+    result = run_demo(cfg, progress=sys.stderr.isatty())
+    first, last = result.losses[0], result.losses[-1]
+    print(f"loss {first:.4e} m² -> {last:.4e} m² ({first / max(last, 1e-300):.3g}x lower) "
+          f"in {len(result.losses) - 1} iterations, {result.seconds:.1f} s")
+    print(f"stiffness fitted: {result.stiffness:.2f} N/m")
+    for name, path in result.files.items():
+        print(f"{name}: {path}")
     return result
 
 
