@@ -63,6 +63,13 @@ class FNO3d(OperatorBase, name="fno3d"):
                        domain_padding=[0.0, 0.0, time_padding] if time_padding > 0 else None)
         self.register_buffer("norm_stats", torch.tensor([0.0, 1.0]))
 
+    def state_dict(self, *args, **kwargs):
+        """Tensors only: neuraloperator's BaseModel adds a ``_metadata`` dict (with functions) to the
+        state dict, which physim's weights-only files cannot hold; physim's metadata replaces it."""
+        sd = super().state_dict(*args, **kwargs)
+        sd.pop("_metadata", None)
+        return sd
+
     def set_normalizer(self, data: torch.Tensor) -> None:
         """Store the mean and standard deviation of training fields (any shape) for (de)normalising."""
         self.norm_stats = torch.stack([data.mean(), data.std()]).to(self.norm_stats)

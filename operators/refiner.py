@@ -50,9 +50,9 @@ class RefinerConfig:
     """Time modes of the widened layer; None: twice the model's."""
     iterations: int = 50
     """Adam iterations."""
-    lr_weight: float = 1e-3
+    lr_weight: float = 1e-4
     """Adam learning rate of the widened weights."""
-    lr_bias: float = 1e-3
+    lr_bias: float = 1e-4
     """Adam learning rate of the per-mode bias."""
     alpha: float = 10 ** (-1.5)
     """α of the H⁻¹ weight (α + |k|²)^{-1}."""
@@ -240,17 +240,19 @@ class SpectralRefiner:
             fine = layer(latent, last, steps, r)[:, 0]
             return self.residual_norm(torch.cat([x[..., -1:], fine[..., 1:]], dim=-1), dt)
 
+        def closure():
+            opt.zero_grad(set_to_none=True)
+            res = residual()
+            res.sum().backward()  # per-sample layers: the sum decouples the samples
+            return res.sum()
+
         history = []
         from tqdm.auto import tqdm
 
         with torch.no_grad():
             before = residual()
         for _ in tqdm(range(cfg.iterations), desc="refine", disable=not progress, leave=False):
-            opt.zero_grad(set_to_none=True)
-            res = residual()
-            history.append(float(res.mean()))
-            res.sum().backward()  # per-sample layers: the sum decouples the samples
-            opt.step()
+            history.append(float(opt.step(closure).detach()) / x.shape[0])
         with torch.no_grad():
             after = residual()
             history.append(float(after.mean()))
