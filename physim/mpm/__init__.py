@@ -37,7 +37,7 @@ from physim.mpm.materials import (
     Rigid,
     VonMises,
 )
-from physim.mpm.shapes import Box, Cylinder, Mesh, Sphere
+from physim.mpm.shapes import Box, Cylinder, Mesh, Particles, Sphere
 from physim.mpm.simulator import Simulator
 from physim.mpm.state import State
 
@@ -57,6 +57,7 @@ __all__ = [
     "NeuralMaterial",
     "NewtonianFluid",
     "NonNewtonianFluid",
+    "Particles",
     "PlaneCollider",
     "Rigid",
     "SceneConfig",

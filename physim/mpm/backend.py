@@ -40,6 +40,9 @@ class WarpBackend:
         laws = frozenset(b.material.kind & LAW_MASK for b in sim.bodies)
         has_mesh = any(isinstance(c, MeshCollider) for c in sim.colliders)
         self.p2g, self.grid_update, self.g2p = make_transfer_kernels(T, laws, has_mesh)
+        from physim.mpm.sort_kernels import make_sort_kernels
+
+        self.cell_keys, self.gather, self.gather_mat, self.scatter, self.gather_static = make_sort_kernels(T)
         self.has_rigid = KIND_RIGID in laws
         if self.has_rigid:
             self.rigid_sums1, self.rigid_sums2, self.rigid_apply = make_rigid_kernels(T)
@@ -52,11 +55,8 @@ class WarpBackend:
         self.dx = cfg.spacing
         self.bc = {"sticky": BC_STICKY, "slip": BC_SLIP, "separate": BC_SEPARATE}[cfg.boundary]
         self.gravity = T.vec(*cfg.gravity_vector)
-        self.body = wp.from_torch(sim.material_id.to(torch.int32).contiguous(), dtype=wp.int32)
-        self.vol = wp.from_torch(sim.particle_volume.contiguous(), dtype=T.float)
         self.kinds = wp.array(np.array([b.material.kind for b in sim.bodies], dtype=np.int32), dtype=wp.int32,
                               device=dev)
-        self._keep = [sim.material_id, sim.particle_volume]
 
         # colliders (at least one row so that arrays are never empty)
         cols = sim.colliders
@@ -100,21 +100,30 @@ class WarpBackend:
             rslot = np.full(n, -1, dtype=np.int32)
             rslot[ridx] = np.arange(len(ridx), dtype=np.int32)
             self.rigid_count = len(rigid_bodies)
-            self.ridx = wp.array(ridx, dtype=wp.int32, device=dev)
             self.rbody = wp.array(rbody, dtype=wp.int32, device=dev)
             self.r0 = wp.array(r0, dtype=T.vec, device=dev)
             self.rslot = wp.array(rslot, dtype=wp.int32, device=dev)
+            self.rigid_particles = len(ridx)
+        else:
+            self.rslot = wp.full(n, -1, dtype=wp.int32, device=dev)
+            self.rigid_particles = 0
+        self.body = wp.array(sim.material_id.cpu().numpy().astype(np.int32), dtype=wp.int32, device=dev)
+        self.vol = wp.array(sim.particle_volume.cpu().numpy(), dtype=T.float, device=dev)
 
         d = cfg.dim
         self.no_stress = torch.zeros(1, d, d, device=sim.device, dtype=sim.dtype)
         self._pool: dict = {}
+        self._grid_clean = False
         self.flags: torch.Tensor | None = None
-        self.op = WarpOp(self._launch, (T.vec, T.vec, T.mat, T.mat, T.float, T.float, T.float, wp.int32, T.mat),
+        self.op = WarpOp(self._launch, (T.vec, T.vec, T.mat, T.mat, T.float, T.float, T.float, T.mat),
                          name="mpm.substeps")
 
     # -------------------------------------------------------------------------------------- pool
-    def _buf(self, key, shape, dtype):
+    def _buf(self, key, shape, dtype, fresh: bool = False):
+        """A reusable buffer; `fresh` (on the tape, where values must survive until backward) a new one."""
         wp = self.wp
+        if fresh:
+            return wp.empty(shape, dtype=dtype, device=self.device)
         arr = self._pool.get(key)
         if arr is None:
             arr = wp.empty(shape, dtype=dtype, device=self.device)
@@ -122,9 +131,10 @@ class WarpBackend:
         return arr
 
     # -------------------------------------------------------------------------------------- launch
-    def _launch(self, ctx, x, v, C, F, table, records, friction, order, tau_ext):
+    def _launch(self, ctx, x, v, C, F, table, records, friction, tau_ext):
+        """`records.shape[0]` substeps: sort by cell, run the fused kernels, unsort."""
         wp, T, cfg = self.wp, self.T, self.cfg
-        n, nodes = self.n, self.nodes
+        n, nodes, dev = self.n, self.nodes, ctx.device
         S = records.shape[0]
         rec = ctx.requires_grad
         dt = T.float(cfg.dt)
@@ -133,50 +143,85 @@ class WarpBackend:
         torque = ctx.zeros(max(self.ncol, 1), T.vec3)
         self.flags = torch.zeros(S, 2, dtype=torch.int32, device=self.sim.device)
         flags_all = wp.from_torch(self.flags, dtype=wp.int32)
+
+        # cell order (integer permutation: not differentiated), then state and constants in that order
+        keys = self._buf("keys", 2 * n, wp.int32)
+        order = self._buf("order", 2 * n, wp.int32, fresh=rec)
+        if cfg.sort_particles:
+            wp.launch(self.cell_keys, n, inputs=[x, self.res, inv_dx], outputs=[keys, order], device=dev)
+            wp.utils.radix_sort_pairs(keys, order, n)
+        else:
+            order.assign(np.arange(2 * n, dtype=np.int32) % max(n, 1))
+        body, vol = self._buf("body", n, wp.int32, rec), self._buf("vol", n, T.float, rec)
+        rslot, ridx = self._buf("rslot", n, wp.int32, rec), self._buf("ridx", max(self.rigid_particles, 1), wp.int32, rec)
+        wp.launch(self.gather_static, n, inputs=[order, self.body, self.vol, self.rslot],
+                  outputs=[body, vol, rslot, ridx], device=dev)
+        cur = self._particles(ctx, rec, "sorted")
+        wp.launch(self.gather, n, inputs=[order, x, v, C, F], outputs=list(cur), device=dev)
+        if tau_ext.shape[0] == n:
+            tau_s = ctx.zeros(n, T.mat) if rec else self._buf("tau", n, T.mat)
+            wp.launch(self.gather_mat, n, inputs=[order, tau_ext], outputs=[tau_s], device=dev)
+            tau_ext = tau_s
+
         for s in range(S):
-            last = s == S - 1
+            xs, vs, Cs, Fs = cur
             if rec:
                 grid = ctx.zeros(nodes, T.vecg)
                 grid_v = ctx.zeros(nodes, T.vec)
             else:
                 grid = self._buf("grid", nodes, T.vecg)
-                grid.zero_()
+                if not self._grid_clean:
+                    grid.zero_()
                 grid_v = self._buf("grid_v", nodes, T.vec)
-            wp.launch(self.p2g, n, inputs=[order, x, v, C, F, self.body, self.vol, self.kinds, table, tau_ext,
-                                           self.res, inv_dx, dt], outputs=[grid], device=ctx.device)
+            wp.launch(self.p2g, n, inputs=[xs, vs, Cs, Fs, body, vol, self.kinds, table, tau_ext,
+                                           self.res, inv_dx, dt], outputs=[grid], device=dev)
+            # without a tape the grid is cleared by the kernel that reads it last (saves a pass)
             wp.launch(self.grid_update, nodes,
                       inputs=[grid, self.res, T.float(self.dx), dt, self.gravity, cfg.bound, self.bc, self.ncol,
-                              self.ctype, self.cparam, self.cmesh, self.csticky, records, s, friction],
-                      outputs=[grid_v, force, torque], device=ctx.device)
-            fresh = rec or (last and not self.has_rigid)
-            outs = self._particles(ctx, fresh, f"g2p{s % 2}")
-            flag_row = flags_all[s]
-            wp.launch(self.g2p, n, inputs=[order, x, F, self.body, self.kinds, table, grid_v, self.res, inv_dx, dt],
-                      outputs=[*outs, flag_row], device=ctx.device)
+                              self.ctype, self.cparam, self.cmesh, self.csticky, records, s, friction, int(not rec)],
+                      outputs=[grid_v, force, torque], device=dev)
+            self._grid_clean = not rec
+            outs = self._particles(ctx, rec, f"g2p{s % 2}")
+            wp.launch(self.g2p, n, inputs=[xs, Fs, body, self.kinds, table, grid_v, self.res, inv_dx, dt],
+                      outputs=[*outs, flags_all[s]], device=dev)
             if self.has_rigid:
-                outs = self._rigid(ctx, outs, table, fresh=rec or last, tag=f"rigid{s % 2}")
-            x, v, C, F = outs
-        return x, v, C, F, force, torque
+                outs = self._rigid(ctx, outs, table, body, vol, rslot, ridx, rec, tag=f"rigid{s % 2}")
+            cur = outs
+        # fresh output tensors in particle-id order (every entry is written: no zero fill needed)
+        final = self._fresh_particles(ctx, rec)
+        wp.launch(self.scatter, n, inputs=[order, *cur], outputs=list(final), device=dev)
+        return (*final, force, torque)
+
+    def _fresh_particles(self, ctx, rec: bool):
+        T, n = self.T, self.n
+        if rec:
+            return ctx.zeros(n, T.vec), ctx.zeros(n, T.vec), ctx.zeros(n, T.mat), ctx.zeros(n, T.mat)
+        wp, d = self.wp, self.cfg.dim
+        opts = {"device": self.sim.device, "dtype": self.sim.dtype}
+        return (wp.from_torch(torch.empty(n, d, **opts), dtype=T.vec), wp.from_torch(torch.empty(n, d, **opts), dtype=T.vec),
+                wp.from_torch(torch.empty(n, d, d, **opts), dtype=T.mat),
+                wp.from_torch(torch.empty(n, d, d, **opts), dtype=T.mat))
 
     def _particles(self, ctx, fresh: bool, tag: str):
+        """Particle arrays: fresh ones on the tape, reused buffers otherwise."""
         T, n = self.T, self.n
         if fresh:
             return ctx.zeros(n, T.vec), ctx.zeros(n, T.vec), ctx.zeros(n, T.mat), ctx.zeros(n, T.mat)
         return (self._buf(tag + "x", n, T.vec), self._buf(tag + "v", n, T.vec), self._buf(tag + "C", n, T.mat),
                 self._buf(tag + "F", n, T.mat))
 
-    def _rigid(self, ctx, outs, table, fresh: bool, tag: str):
+    def _rigid(self, ctx, outs, table, body, vol, rslot, ridx, fresh: bool, tag: str):
         wp, T = self.wp, self.T
         x, v, C, F = outs
-        k, r = self.rigid_count, self.ridx.shape[0]
+        k, r = self.rigid_count, self.rigid_particles
         msum, mx, mv = ctx.zeros(k, T.float), ctx.zeros(k, T.vec), ctx.zeros(k, T.vec)
-        wp.launch(self.rigid_sums1, r, inputs=[self.ridx, self.rbody, self.body, self.vol, table, x, v],
+        wp.launch(self.rigid_sums1, r, inputs=[ridx, self.rbody, body, vol, table, x, v],
                   outputs=[msum, mx, mv], device=ctx.device)
         A, L, I = ctx.zeros(k, T.mat), ctx.zeros(k, T.vec3), ctx.zeros(k, T.mat3)
-        wp.launch(self.rigid_sums2, r, inputs=[self.ridx, self.rbody, self.body, self.vol, table, self.r0, x, v,
+        wp.launch(self.rigid_sums2, r, inputs=[ridx, self.rbody, body, vol, table, self.r0, x, v,
                                                msum, mx], outputs=[A, L, I], device=ctx.device)
         new = self._particles(ctx, fresh, tag)
-        wp.launch(self.rigid_apply, self.n, inputs=[self.rslot, self.rbody, self.r0, x, v, C, F, msum, mx, mv, A, L, I],
+        wp.launch(self.rigid_apply, self.n, inputs=[rslot, self.rbody, self.r0, x, v, C, F, msum, mx, mv, A, L, I],
                   outputs=list(new), device=ctx.device)
         return new
 

@@ -11,7 +11,7 @@ import numpy as np
 from physim.config import check_positive
 from physim.errors import ConfigError
 
-__all__ = ["Box", "Cylinder", "Mesh", "Shape", "Sphere", "sample_shape"]
+__all__ = ["Box", "Cylinder", "Mesh", "Particles", "Shape", "Sphere", "sample_shape"]
 
 
 def _vec(field: str, value, dim: int | None = None) -> tuple[float, ...]:
@@ -149,6 +149,29 @@ class Mesh(Shape):
         return inside_mesh(pts, tris, p)
 
 
+@dataclass(frozen=True, kw_only=True, eq=False)
+class Particles(Shape):
+    """Explicit particles (e.g. from another simulator or a dataset), each of volume `volume`."""
+
+    positions: np.ndarray
+    """Positions [m], shape (N, dim)."""
+    volume: float
+    """Volume of each particle [m^dim]."""
+
+    def __post_init__(self):
+        p = np.asarray(self.positions, dtype=np.float64)
+        if p.ndim != 2 or p.shape[1] not in (2, 3) or len(p) == 0 or not np.isfinite(p).all():
+            raise ConfigError("positions", getattr(p, "shape", p), "a finite array of shape (N, 2) or (N, 3), N ≥ 1")
+        object.__setattr__(self, "positions", p)
+        check_positive("volume", self.volume)
+
+    def bounds(self, dim):
+        return self.positions.min(0), self.positions.max(0)
+
+    def contains(self, p):
+        return np.ones(len(p), dtype=bool)
+
+
 def sample_shape(shape: Shape, dim: int, dx: float, particles_per_cell: int, mode: str,
                  rng: np.random.Generator) -> tuple[np.ndarray, float]:
     """Particle positions [m] (N, dim) filling `shape`, and the volume per particle [m^dim].
@@ -158,6 +181,10 @@ def sample_shape(shape: Shape, dim: int, dx: float, particles_per_cell: int, mod
     """
     if isinstance(shape, Mesh) and dim != 3:
         raise ConfigError("shape", "Mesh", "a 3D scene (meshes are sampled in 3D only)")
+    if isinstance(shape, Particles):
+        if shape.positions.shape[1] != dim:
+            raise ConfigError("positions", shape.positions.shape, f"an array of shape (N, {dim})")
+        return shape.positions.copy(), float(shape.volume)
     lo, hi = (np.asarray(b, dtype=np.float64) for b in shape.bounds(dim))
     vol = dx**dim / particles_per_cell
     if mode == "lattice":

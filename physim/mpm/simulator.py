@@ -124,10 +124,9 @@ class Simulator:
         lo = cfg.bound * dx
         for i, b in enumerate(self.bodies):
             ppc = b.particles_per_cell or 2**dim
-            for field in ("center",):
-                c = getattr(b.shape, field, None)
-                if c is not None and len(c) != dim:
-                    raise ConfigError(f"{b.name}.shape.{field}", c, f"{dim} numbers [m]")
+            c = getattr(b.shape, "center", None)
+            if c is not None and len(c) != dim:
+                raise ConfigError(f"{b.name}.shape.center", c, f"{dim} numbers [m]")
             p, vol = sample_shape(b.shape, dim, dx, ppc, b.sampling, rng)
             if len(p) == 0:
                 raise ConfigError(f"{b.name}.shape", b.shape, "a shape holding at least one particle at this dx")
@@ -316,19 +315,6 @@ class Simulator:
         friction = torch.stack([named[f"{c.name}.friction"] for c in self.colliders]).to(self.dtype)
         return records, pose_end, friction
 
-    def _sort_order(self, x: torch.Tensor) -> torch.Tensor:
-        n = self.particle_count
-        if not self.cfg.sort_particles:
-            return torch.arange(n, device=self.device, dtype=torch.int32)
-        res = self.cfg.resolution
-        cell = torch.floor(x.detach() / self.cfg.spacing).long()
-        for d in range(self.cfg.dim):
-            cell[:, d].clamp_(0, res[d] - 1)
-        key = cell[:, 0]
-        for d in range(1, self.cfg.dim):
-            key = key * res[d] + cell[:, d]
-        return torch.argsort(key).to(torch.int32)
-
     def _step(self, state: State, action, *flat) -> State:
         cfg = self.cfg
         keys = self._param_keys()
@@ -341,18 +327,17 @@ class Simulator:
         be = self._backend
         table = self._table(named)
         records, pose_end, friction = self._collider_records(state, action, named)
-        order = self._sort_order(state.x)
         x, v, C, F = state.x, state.v, state.C, state.F
         substep0 = round(float(state.time.detach()) / cfg.dt)
         if not self._neural:
-            x, v, C, F, fsum, tsum = be.op(x, v, C, F, table, records, friction, order, be.no_stress)
+            x, v, C, F, fsum, tsum = be.op(x, v, C, F, table, records, friction, be.no_stress)
             be.check(substep0)
         else:
             fsum = tsum = 0
             calls = self._neural_calls(module_params)
             for s in range(cfg.substeps):
                 tau = self._neural_stress(F, calls)
-                x, v, C, F, f, t = be.op(x, v, C, F, table, records[s : s + 1], friction, order, tau)
+                x, v, C, F, f, t = be.op(x, v, C, F, table, records[s : s + 1], friction, tau)
                 be.check(substep0 + s)
                 F = self._neural_project(F, calls)
                 fsum, tsum = fsum + f, tsum + t

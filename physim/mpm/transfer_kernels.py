@@ -11,9 +11,9 @@ One substep is three launches:
 - `g2p`: per particle, v_p = Σ w v_i, C_p = (4/Δx²) Σ w v_i (x_i − x_p)ᵀ, x_p += Δt v_p,
   F_trial = (I + Δt C_p) F_p, then the material's plastic projection (fused).
 
-Particles are visited in `order` (sorted by cell, so consecutive particles touch the same
-nodes) but every array is indexed by particle id, so the result is order-independent
-up to floating-point summation order.
+The simulator hands the particles over sorted by cell (consecutive particles touch the same
+nodes and the particle arrays are read in order); results do not depend on the order up to
+floating-point summation order.
 """
 
 import functools
@@ -108,12 +108,30 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool):
         return vec3(float_t(0.5) * a * a, float_t(0.75) - b * b, float_t(0.5) * c * c)
 
     @wp.func
+    def offs(i: int) -> float_t:
+        """Node offset i as a float (read from a branch: Warp 1.19 retypes an unrolled loop
+        constant once float64() has converted it, so loop counters are never converted)."""
+        out = float_t(0.0)
+        if i == 1:
+            out = float_t(1.0)
+        elif i == 2:
+            out = float_t(2.0)
+        return out
+
+    @wp.func
     def cell_base(xs: float_t, n: wp.int32) -> wp.int32:
         return wp.clamp(wp.int32(wp.floor(xs - float_t(0.5))), wp.int32(0), n - wp.int32(3))
 
+    @wp.func
+    def column(A: mat, c: int, dx: float_t) -> vec:
+        """dx times column c of A (the momentum change per node step along axis c)."""
+        out = vec()
+        for r in range(dim):
+            out[r] = A[r, c] * dx
+        return out
+
     @wp.kernel
     def p2g(
-        order: wp.array(dtype=wp.int32),
         x: wp.array(dtype=vec),
         v: wp.array(dtype=vec),
         C: wp.array(dtype=mat),
@@ -130,11 +148,7 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool):
         grid: wp.array(dtype=vecg),
     ):
         """Scatter mass and APIC momentum with the fused stress (MLS-MPM)."""
-        t = wp.tid()
-        p = order[t]
-        # node offsets as floats, read by index: Warp 1.19 retypes an unrolled loop constant
-        # once float64() has read it, so the loop counters are never converted
-        offs = vec3(float_t(0.0), float_t(1.0), float_t(2.0))
+        p = wp.tid()
         b = body[p]
         kind = kinds[b] & LAW_MASK
         Vp = vol[p]
@@ -149,7 +163,11 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool):
         A = (-dt * Vp * float_t(4.0) * inv_dx * inv_dx) * tau + m * Cp
         xs = x[p] * inv_dx
         mv = m * v[p]
+        # node value = w (m v + A (o − f) dx) = w (q + Σ_c o_c a_c), accumulated axis by axis
+        a0 = column(A, 0, dx)
+        a1 = column(A, 1, dx)
         if wp.static(dim == 3):
+            a2 = column(A, 2, dx)
             b0 = cell_base(xs[0], res[0])
             b1 = cell_base(xs[1], res[1])
             b2 = cell_base(xs[2], res[2])
@@ -159,13 +177,15 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool):
             w2 = weights(f[2])
             q = mv - A * (f * dx)
             for i in range(3):
+                qi = q + offs(i) * a0
                 for j in range(3):
+                    qij = qi + offs(j) * a1
+                    wij = w0[i] * w1[j]
+                    row = ((b0 + i) * res[1] + b1 + j) * res[2] + b2
                     for k in range(3):
-                        node = ((b0 + i) * res[1] + b1 + j) * res[2] + b2 + k
-                        w = w0[i] * w1[j] * w2[k]
-                        o = vec(offs[i], offs[j], offs[k])
-                        val = w * (q + A * (o * dx))
-                        wp.atomic_add(grid, node, vecg(val[0], val[1], val[2], w * m))
+                        w = wij * w2[k]
+                        val = w * (qij + offs(k) * a2)
+                        wp.atomic_add(grid, row + k, vecg(val[0], val[1], val[2], w * m))
         else:
             b0 = cell_base(xs[0], res[0])
             b1 = cell_base(xs[1], res[1])
@@ -174,12 +194,12 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool):
             w1 = weights(f[1])
             q = mv - A * (f * dx)
             for i in range(3):
+                qi = q + offs(i) * a0
+                row = (b0 + i) * res[1] + b1
                 for j in range(3):
-                    node = (b0 + i) * res[1] + b1 + j
                     w = w0[i] * w1[j]
-                    o = vec(offs[i], offs[j])
-                    val = w * (q + A * (o * dx))
-                    wp.atomic_add(grid, node, vecg(val[0], val[1], w * m))
+                    val = w * (qi + offs(j) * a1)
+                    wp.atomic_add(grid, row + j, vecg(val[0], val[1], w * m))
 
     # ---------------------------------------------------------------------------------- colliders
     @wp.func
@@ -279,6 +299,7 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool):
         cstate: wp.array3d(dtype=float_t),
         s: int,
         friction: wp.array(dtype=float_t),
+        clear: int,
         # outputs
         grid_v: wp.array(dtype=vec),
         force: wp.array(dtype=vec3),
@@ -287,6 +308,8 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool):
         """Grid velocities, colliders with Coulomb friction (reaction force and torque), domain walls."""
         node = wp.tid()
         g = grid[node]
+        if clear != 0:
+            grid[node] = vecg()
         m = g[dim]
         v = vec()
         if m > float_t(0.0):
@@ -344,7 +367,6 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool):
 
     @wp.kernel
     def g2p(
-        order: wp.array(dtype=wp.int32),
         x: wp.array(dtype=vec),
         F: wp.array(dtype=mat),
         body: wp.array(dtype=wp.int32),
@@ -362,14 +384,14 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool):
         flags: wp.array(dtype=wp.int32),
     ):
         """Gather APIC velocity and affine field, advect, update F and project it (plasticity)."""
-        t = wp.tid()
-        p = order[t]
-        # node offsets as floats, read by index: Warp 1.19 retypes an unrolled loop constant
-        # once float64() has read it, so the loop counters are never converted
-        offs = vec3(float_t(0.0), float_t(1.0), float_t(2.0))
+        p = wp.tid()
         xs = x[p] * inv_dx
         dx = float_t(1.0) / inv_dx
         vp = vec()
+        # B = Σ w v_i (o − f)ᵀ dx = dx (Σ_c (Σ w v_i o_c) e_cᵀ − v_p fᵀ): accumulate Σ w v_i o_c per axis
+        s0 = vec()
+        s1 = vec()
+        f = vec()
         B = mat()
         if wp.static(dim == 3):
             b0 = cell_base(xs[0], res[0])
@@ -379,14 +401,23 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool):
             w0 = weights(f[0])
             w1 = weights(f[1])
             w2 = weights(f[2])
+            s2 = vec()
             for i in range(3):
                 for j in range(3):
+                    wij = w0[i] * w1[j]
+                    row = ((b0 + i) * res[1] + b1 + j) * res[2] + b2
+                    sj = vec()
                     for k in range(3):
-                        gv = grid_v[((b0 + i) * res[1] + b1 + j) * res[2] + b2 + k]
-                        w = w0[i] * w1[j] * w2[k]
-                        dpos = (vec(offs[i], offs[j], offs[k]) - f) * dx
-                        vp += w * gv
-                        B += w * wp.outer(gv, dpos)
+                        wv = (wij * w2[k]) * grid_v[row + k]
+                        sj += wv
+                        s2 += offs(k) * wv
+                    vp += sj
+                    s0 += offs(i) * sj
+                    s1 += offs(j) * sj
+            for r in range(3):
+                B[r, 0] = s0[r]
+                B[r, 1] = s1[r]
+                B[r, 2] = s2[r]
         else:
             b0 = cell_base(xs[0], res[0])
             b1 = cell_base(xs[1], res[1])
@@ -394,12 +425,18 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool):
             w0 = weights(f[0])
             w1 = weights(f[1])
             for i in range(3):
+                row = (b0 + i) * res[1] + b1
+                si = vec()
                 for j in range(3):
-                    gv = grid_v[(b0 + i) * res[1] + b1 + j]
-                    w = w0[i] * w1[j]
-                    dpos = (vec(offs[i], offs[j]) - f) * dx
-                    vp += w * gv
-                    B += w * wp.outer(gv, dpos)
+                    wv = (w0[i] * w1[j]) * grid_v[row + j]
+                    si += wv
+                    s1 += offs(j) * wv
+                vp += si
+                s0 += offs(i) * si
+            for r in range(2):
+                B[r, 0] = s0[r]
+                B[r, 1] = s1[r]
+        B = dx * (B - wp.outer(vp, f))
         Cn = (float_t(4.0) * inv_dx * inv_dx) * B
         xn = x[p] + dt * vp
         Ft = (wp.identity(n=dim, dtype=float_t) + dt * Cn) * F[p]
