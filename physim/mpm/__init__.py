@@ -63,6 +63,7 @@ __all__ = [
     "SceneConfig",
     "Simulator",
     "Sphere",
+    "SphereCollider",
     "State",
     "VonMises",
 ]

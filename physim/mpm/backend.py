@@ -92,7 +92,7 @@ class WarpBackend:
             x0 = sim._x0.cpu().numpy().astype(np.float64)
             vol = sim.particle_volume.cpu().numpy()
             r0 = np.zeros((len(ridx), cfg.dim))
-            for k, b in enumerate(rigid_bodies):
+            for b in rigid_bodies:
                 sel = mid[ridx] == b
                 pts = x0[ridx[sel]]
                 w = vol[ridx[sel]]
@@ -153,7 +153,8 @@ class WarpBackend:
         else:
             order.assign(np.arange(2 * n, dtype=np.int32) % max(n, 1))
         body, vol = self._buf("body", n, wp.int32, rec), self._buf("vol", n, T.float, rec)
-        rslot, ridx = self._buf("rslot", n, wp.int32, rec), self._buf("ridx", max(self.rigid_particles, 1), wp.int32, rec)
+        rslot = self._buf("rslot", n, wp.int32, rec)
+        ridx = self._buf("ridx", max(self.rigid_particles, 1), wp.int32, rec)
         wp.launch(self.gather_static, n, inputs=[order, self.body, self.vol, self.rslot],
                   outputs=[body, vol, rslot, ridx], device=dev)
         cur = self._particles(ctx, rec, "sorted")
@@ -198,7 +199,8 @@ class WarpBackend:
             return ctx.zeros(n, T.vec), ctx.zeros(n, T.vec), ctx.zeros(n, T.mat), ctx.zeros(n, T.mat)
         wp, d = self.wp, self.cfg.dim
         opts = {"device": self.sim.device, "dtype": self.sim.dtype}
-        return (wp.from_torch(torch.empty(n, d, **opts), dtype=T.vec), wp.from_torch(torch.empty(n, d, **opts), dtype=T.vec),
+        return (wp.from_torch(torch.empty(n, d, **opts), dtype=T.vec),
+                wp.from_torch(torch.empty(n, d, **opts), dtype=T.vec),
                 wp.from_torch(torch.empty(n, d, d, **opts), dtype=T.mat),
                 wp.from_torch(torch.empty(n, d, d, **opts), dtype=T.mat))
 

@@ -192,7 +192,7 @@ def sample_shape(shape: Shape, dim: int, dx: float, particles_per_cell: int, mod
         axes = [np.arange(lo[d] + h / 2, hi[d], h) for d in range(dim)]
         p = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, dim)
     else:
-        n = int(math.ceil(np.prod(hi - lo) / vol))
+        n = math.ceil(float(np.prod(hi - lo)) / vol)
         p = lo + (hi - lo) * rng.random((n, dim))
     p = p[shape.contains(p)]
     return p, vol

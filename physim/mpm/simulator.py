@@ -385,7 +385,8 @@ class Simulator:
                 Fi = F[idx]
                 Fn = plastic(Fi)
                 if tuple(Fn.shape) != tuple(Fi.shape):
-                    raise ConfigError("NeuralMaterial.plastic", tuple(Fn.shape), f"an output of shape {tuple(Fi.shape)}")
+                    raise ConfigError("NeuralMaterial.plastic", tuple(Fn.shape),
+                                      f"an output of shape {tuple(Fi.shape)}")
                 F = F.index_copy(0, idx, Fn.to(self.dtype))
         return F
 

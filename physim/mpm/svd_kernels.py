@@ -55,18 +55,18 @@ def make_svd_funcs(T: KernelTypes):
     @wp.func
     def singular_values(F: mat) -> vec:
         """Singular values σ of F (the last one negative when det F < 0)."""
-        U, s, V = svd(F)
+        _U, s, _V = svd(F)
         return s
 
     @wp.func_grad(singular_values)
     def adj_singular_values(F: mat, adj_ret: vec):
-        U, s, V = svd(F)
+        U, _s, V = svd(F)
         wp.adjoint[F] += U * wp.diag(adj_ret) * wp.transpose(V)
 
     @wp.func
     def iso_map(F: mat, h: vec, dlim: vec) -> mat:
         """U diag(h) Vᵀ where F = U diag(σ) Vᵀ; `dlim` holds lim (h_i − h_j)/(σ_i − σ_j) per pair."""
-        U, s, V = svd(F)
+        U, _s, V = svd(F)
         return U * wp.diag(h) * wp.transpose(V)
 
     @wp.func

@@ -271,7 +271,7 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool):
     def deepest(pos: vec3, ncol: int, ctype: wp.array(dtype=wp.int32), cparam: wp.array(dtype=vec3),
                 cmesh: wp.array(dtype=wp.uint64), cstate: wp.array3d(dtype=float_t), s: int) -> int:
         """Index of the collider with the most negative SDF at `pos`, or -1 if none contains it."""
-        best = -1
+        best = int(-1)  # noqa: UP018, RUF046  (int() makes it a runtime variable a dynamic loop may mutate)
         best_d = float_t(0.0) * cstate[s, 0, 0]
         for c in range(ncol):
             cp = vec3(cstate[s, c, 0], cstate[s, c, 1], cstate[s, c, 2])
