@@ -14,6 +14,7 @@ __all__ = ["make_drucker_prager_funcs"]
 def make_drucker_prager_funcs(T: KernelTypes):
     """Return ``project(F, μ, λ, α, c, σ_min) -> F``: Klár et al.'s sand return mapping."""
     dim, float_t, vec, mat = T.dim, T.float, T.vec, T.mat
+    fdim = float(dim)  # float64(dim) would retype the int constant in Warp 1.19
     S = make_svd_funcs(T)
     singular_values, iso_map, pair_limits = S.singular_values, S.iso_map, S.pair_limits
     tiny = 1e-12 if T.float == wp.float64 else 1e-6
@@ -28,13 +29,13 @@ def make_drucker_prager_funcs(T: KernelTypes):
             sc[i] = wp.max(s[i], smin)
             eps[i] = wp.log(sc[i])
             tr += eps[i]
-        mean = tr / float_t(dim)
+        mean = tr / float_t(fdim)
         dev = vec()
         for i in range(dim):
             dev[i] = eps[i] - mean
         nd = wp.length(dev)
-        stiff = float_t(dim) * lam + float_t(2.0) * mu
-        t_apex = float_t(dim) * cohesion / stiff
+        stiff = float_t(fdim) * lam + float_t(2.0) * mu
+        t_apex = float_t(fdim) * cohesion / stiff
         beta = alpha * stiff / (float_t(2.0) * mu)
         dgamma = nd + beta * (tr - t_apex)
         out = F
@@ -42,7 +43,7 @@ def make_drucker_prager_funcs(T: KernelTypes):
             # Tension beyond the apex: project to the apex (hydrostatic, grains separate).
             h = vec()
             for i in range(dim):
-                h[i] = wp.exp(t_apex / float_t(dim))
+                h[i] = wp.exp(t_apex / float_t(fdim))
             out = iso_map(F, h, vec())
         elif dgamma > float_t(0.0) and nd > float_t(tiny):
             n = dev / nd
