@@ -40,6 +40,7 @@ class WarpBackend:
         laws = frozenset(b.material.kind & LAW_MASK for b in sim.bodies)
         has_mesh = any(isinstance(c, MeshCollider) for c in sim.colliders)
         self.p2g, self.grid_update, self.g2p = make_transfer_kernels(T, laws, has_mesh)
+        self.vecg, self.vecv = T.vecg, T.vec
         from physim.mpm.sort_kernels import make_sort_kernels
 
         self.cell_keys, self.gather, self.gather_mat, self.scatter, self.gather_static = make_sort_kernels(T)
@@ -115,6 +116,7 @@ class WarpBackend:
         self._pool: dict = {}
         self._grid_clean = False
         self.flags: torch.Tensor | None = None
+        self.grid_op = WarpOp(self._launch_p2g, (T.vec, T.vec, T.mat, T.mat, T.float, T.mat), name="mpm.p2g")
         self.op = WarpOp(self._launch, (T.vec, T.vec, T.mat, T.mat, T.float, T.float, T.float, T.mat),
                          name="mpm.substeps")
 
@@ -167,13 +169,13 @@ class WarpBackend:
         for s in range(S):
             xs, vs, Cs, Fs = cur
             if rec:
-                grid = ctx.zeros(nodes, T.vecg)
-                grid_v = ctx.zeros(nodes, T.vec)
+                grid = ctx.zeros(nodes, self.vecg)
+                grid_v = ctx.zeros(nodes, self.vecv)
             else:
-                grid = self._buf("grid", nodes, T.vecg)
+                grid = self._buf("grid", nodes, self.vecg)
                 if not self._grid_clean:
                     grid.zero_()
-                grid_v = self._buf("grid_v", nodes, T.vec)
+                grid_v = self._buf("grid_v", nodes, self.vecv)
             wp.launch(self.p2g, n, inputs=[xs, vs, Cs, Fs, body, vol, self.kinds, table, tau_ext,
                                            self.res, inv_dx, dt], outputs=[grid], device=dev)
             # without a tape the grid is cleared by the kernel that reads it last (saves a pass)
@@ -192,6 +194,15 @@ class WarpBackend:
         final = self._fresh_particles(ctx, rec)
         wp.launch(self.scatter, n, inputs=[order, *cur], outputs=list(final), device=dev)
         return (*final, force, torque)
+
+    def _launch_p2g(self, ctx, x, v, C, F, table, tau_ext):
+        """Particle-to-grid transfer only: the grid's mass and momentum (with the stress impulse of one dt)."""
+        wp, T = self.wp, self.T
+        grid = ctx.zeros(self.nodes, self.vecg)
+        wp.launch(self.p2g, self.n, inputs=[x, v, C, F, self.body, self.vol, self.kinds, table, tau_ext, self.res,
+                                            T.float(1.0 / self.dx), T.float(self.cfg.dt)],
+                  outputs=[grid], device=ctx.device)
+        return grid
 
     def _fresh_particles(self, ctx, rec: bool):
         T, n = self.T, self.n

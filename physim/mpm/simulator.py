@@ -200,6 +200,15 @@ class Simulator:
         n, d = self.particle_count, self.cfg.dim
         opts = {"device": self.device, "dtype": self.dtype}
         x0 = self._x0.clone() if x is None else self._check_particles("x", x)
+        if x is not None:
+            lo = self.cfg.bound * self.cfg.spacing
+            hi = torch.tensor([(n - self.cfg.bound) * self.cfg.spacing for n in self.cfg.resolution],
+                              device=self.device, dtype=self.dtype)
+            bad = ~torch.isfinite(x0).all(1) | (x0 < lo).any(1) | (x0 > hi).any(1)
+            if bool(bad.any()):
+                i = int(bad.nonzero()[0, 0])
+                raise ConfigError("x", x0[i].tolist(), f"particle positions inside the domain interior [{lo:.4g}, "
+                                  f"{hi.tolist()}] m (particle {i} is not)")
         v0 = self._v0.clone() if v is None else self._check_particles("v", v)
         k = len(self.colliders)
         pose = torch.tensor([c.pose for c in self.colliders], **opts).reshape(k, 7)
@@ -248,6 +257,29 @@ class Simulator:
                 raise ConfigError("actions", got, f"a tensor of shape (T, {shape[0]}, {shape[1]})")
         return checkpointed_rollout(self._step, state, actions, self._flat_params(),
                                     checkpoint_every=checkpoint_every, observe=observe, steps=steps)
+
+    def grid_fields(self, state: State) -> tuple[torch.Tensor, torch.Tensor]:
+        """Particle-to-grid transfer of `state` (differentiable): node mass and momentum.
+
+        Returns:
+            (mass [kg] shape `cfg.resolution`, momentum [kg·m/s] shape (*resolution, d)). The
+            momentum includes the stress impulse of one substep, as in the substep itself.
+        """
+        be = self._ensure_backend()
+        table = self._table(dict(zip(self._param_keys(), self._flat_params())))
+        tau = be.no_stress
+        if self._neural:
+            tau = self._neural_stress(state.F, self._neural_calls(self._flat_params()[len(self.params):]))
+        g = be.grid_op(state.x, state.v, state.C, state.F, table, tau)
+        res, d = self.cfg.resolution, self.cfg.dim
+        return g[:, d].reshape(res), g[:, :d].reshape(*res, d)
+
+    def _ensure_backend(self):
+        if self._backend is None:
+            from physim.mpm.backend import WarpBackend
+
+            self._backend = WarpBackend(self)
+        return self._backend
 
     # ------------------------------------------------------------------ step internals
     def _param_keys(self) -> list[str]:
@@ -320,11 +352,7 @@ class Simulator:
         keys = self._param_keys()
         named = dict(zip(keys, flat[: len(keys)]))
         module_params = flat[len(keys):]
-        if self._backend is None:
-            from physim.mpm.backend import WarpBackend
-
-            self._backend = WarpBackend(self)
-        be = self._backend
+        be = self._ensure_backend()
         table = self._table(named)
         records, pose_end, friction = self._collider_records(state, action, named)
         x, v, C, F = state.x, state.v, state.C, state.F

@@ -75,7 +75,7 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool):
                 tau = E.hencky(Fp, mu, lam, table[b, P0 + 2])
         if wp.static(has_newt):
             if kind == mb.KIND_NEWTONIAN:
-                tau = fl.newtonian(Fp, Cp, table[b, P0], table[b, P0 + 1], table[b, P0 + 2])
+                tau = fl.newtonian(Fp, Cp, table[b, P0], table[b, P0 + 1], table[b, P0 + 2], table[b, P0 + 3])
         if wp.static(has_hb):
             if kind == mb.KIND_HERSCHEL_BULKLEY:
                 tau = fl.herschel_bulkley(Fp, Cp, table[b, P0], table[b, P0 + 1], table[b, P0 + 2],

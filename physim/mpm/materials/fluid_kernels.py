@@ -30,11 +30,13 @@ def make_fluid_funcs(T: KernelTypes):
         return D - wp.trace(D) * float_t(inv_dim) * wp.identity(n=dim, dtype=float_t)
 
     @wp.func
-    def newtonian(F: mat, C: mat, K: float_t, eta: float_t, gamma: float_t) -> mat:
+    def newtonian(F: mat, C: mat, K: float_t, eta: float_t, gamma: float_t, zeta: float_t) -> mat:
         J = wp.determinant(F)
         tau = pressure_tau(J, K, gamma) * wp.identity(n=dim, dtype=float_t)
         if eta > float_t(0.0):
             tau = tau + J * float_t(2.0) * eta * dev_rate(C)
+        if zeta > float_t(0.0):
+            tau = tau + J * zeta * wp.trace(C) * wp.identity(n=dim, dtype=float_t)
         return tau
 
     @wp.func
