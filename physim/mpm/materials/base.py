@@ -81,6 +81,14 @@ class Material:
 
     def __post_init__(self) -> None:
         check_positive("density", self.density)
+        # numbers given as strings or ints (e.g. from a file) become floats once validated by the subclass
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.type in ("float", float) and isinstance(value, (int, str)) and not isinstance(value, bool):
+                try:
+                    object.__setattr__(self, f.name, float(value))
+                except ValueError:
+                    raise ConfigError(f.name, value, "a number") from None
 
     # -- used by the simulator -----------------------------------------------------------------
     def initial_params(self) -> dict[str, float]:
