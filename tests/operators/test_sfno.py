@@ -127,3 +127,27 @@ def test_bad_input_names_argument_and_shape():
         SFNO(channels=1, divergence_free=True)
     with pytest.raises(ConfigError, match="width"):
         SFNO(width=3)
+
+
+def test_trains_through_the_shared_loop_and_resumes(tmp_path):
+    """Verify SFNO learns solver trajectories through physim's Trainer, and a rerun resumes, not restarts."""
+    from physim.operators.losses import relative_lp
+    from physim.operators.training import TrainConfig, Trainer
+    from physim.spectral import NavierStokes2D, NSEConfig
+    from physim.spectral.data import SpaceTimeWindows
+
+    sim = NavierStokes2D(NSEConfig(n=16, dt=0.02, substeps=5, dtype="float32"), device="cpu")
+    out = sim.rollout(sim.reset(seed=0, batch=8), steps=8, observe=lambda t, s: s.vorticity)
+    data = SpaceTimeWindows(out.observations.transpose(0, 1), t_in=4, t_out=4)
+    torch.manual_seed(0)
+    model = SFNO(modes_x=3, modes_y=3, modes_t=2, width=6, latent_steps=4, out_steps=4)
+
+    def loss(m, b):
+        return relative_lp(m(b["x"]), b["y"], spatial_dims=(1, 2))
+
+    cfg = TrainConfig(run_dir=tmp_path / "run", epochs=3, batch_size=4, lr=1e-2, log="csv", progress=False)
+    first = Trainer(model, cfg, data, loss_fn=loss).fit()
+    assert first.history[-1]["train_loss"] < first.history[0]["train_loss"]
+    again = Trainer(model, TrainConfig(**{**cfg.to_dict(), "epochs": 4}), data, loss_fn=loss).fit()
+    assert len(again.history) == 4 and again.history[:3] == first.history
+    assert isinstance(load_operator(again.best_model_path), SFNO)
