@@ -72,7 +72,8 @@ def test_divergence_free_velocity_outputs():
     """Verify the Helmholtz projection makes 2-channel outputs spectrally divergence-free."""
     torch.manual_seed(4)
     m = SFNO(modes_x=4, modes_y=4, modes_t=3, width=8, channels=2, divergence_free=True, out_steps=3).double()
-    u = m(torch.randn(2, 2, 16, 16, 4, dtype=torch.float64))
+    with torch.no_grad():
+        u = m(torch.randn(2, 2, 16, 16, 4, dtype=torch.float64))
     assert u.shape == (2, 2, 16, 16, 3)
     k = torch.fft.fftfreq(16, d=1 / 16, dtype=torch.float64)
     uh = torch.fft.fft2(u, dim=(2, 3))
@@ -133,6 +134,7 @@ def test_trains_through_the_shared_loop_and_resumes(tmp_path):
     """Verify SFNO learns solver trajectories through physim's Trainer, and a rerun resumes, not restarts."""
     from physim.operators.losses import relative_lp
     from physim.operators.training import TrainConfig, Trainer
+
     from physim.spectral import NavierStokes2D, NSEConfig
     from physim.spectral.data import SpaceTimeWindows
 
