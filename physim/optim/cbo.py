@@ -204,7 +204,7 @@ class CBO:
     def tell(self, values: torch.Tensor) -> None:
         """Record the objective values of `ask()`'s particles and take one CBO step."""
         cfg = self.config
-        n, d = self.X.shape
+        n = self.X.shape[0]
         fX = torch.as_tensor(values, device=self.X.device).to(self.X.dtype).reshape(-1)
         if fX.shape != (n,):
             raise ValueError(f"CBO.tell: expected {n} values (one per particle), got shape {tuple(fX.shape)}")

@@ -220,7 +220,9 @@ def make_optimizer(
     accepted, var_kw = _accepted(info.cls)
     unknown = sorted(k for k in kwargs if k not in accepted)
     if unknown and not var_kw:
-        raise ConfigError(unknown[0], kwargs[unknown[0]], f"a keyword {info.name} accepts: {', '.join(sorted(accepted))}")
+        raise ConfigError(
+            unknown[0], kwargs[unknown[0]], f"a keyword {info.name} accepts: {', '.join(sorted(accepted))}"
+        )
     if info.takes_model:
         if not isinstance(params, torch.nn.Module):
             raise ConfigError("params", type(params).__name__, f"the nn.Module itself for {info.name}")

@@ -63,12 +63,13 @@ def _noise(shape: tuple[int, ...] | int, gen: torch.Generator, like: torch.Tenso
 def _loss_value(out: Any, where: str) -> float:
     if isinstance(out, torch.Tensor):
         if out.numel() != 1:
-            raise ValueError(f"{where}: the closure must return a scalar loss, got a tensor of shape {tuple(out.shape)}")
+            raise ValueError(f"{where}: the closure must return a scalar loss, got shape {tuple(out.shape)}")
         out = out.item()
     try:
         return float(out)
     except (TypeError, ValueError):
-        raise ValueError(f"{where}: the closure must return a number or scalar tensor, got {type(out).__name__}") from None
+        raise ValueError(f"{where}: the closure must return a number or a scalar tensor, got {type(out).__name__}") \
+            from None
 
 
 class MeZO(torch.optim.Optimizer):
@@ -158,8 +159,8 @@ class MeZO(torch.optim.Optimizer):
         self._prepare_masks()
         seeds = [int(torch.randint(0, 2**62, (1,), generator=self._seed_stream)) for _ in range(self.n_perturbations)]
         projected, losses = [], []
+        eps = self.eps
         for seed in seeds:
-            eps = self.eps
             self._apply(seed, lambda g: eps)
             lp = _loss_value(closure(), type(self).__name__)
             self._apply(seed, lambda g: -2.0 * eps)
