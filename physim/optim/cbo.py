@@ -51,7 +51,9 @@ class CBOConfig:
         steps: Maximum number of CBO iterations (each evaluates every particle once).
         dt: Time step of the Euler–Maruyama discretisation.
         lam: Drift rate λ toward the consensus.
-        sigma: Noise strength σ.
+        sigma: Noise strength σ. With anisotropic noise, |x_k − c_k| still contracts almost
+            surely for any σ (its log drifts at −λ − σ²/2), so large σ (5–8) is what made
+            CBO find the global minimum of 10–30-D Rastrigin/Ackley in our benchmark.
         alpha: Inverse temperature α of the Gibbs weights (large → consensus ≈ best particle).
         alpha_growth: α is multiplied by this factor after every step (≥ 1), up to `alpha_max`.
         alpha_max: Upper bound for α.
@@ -66,8 +68,8 @@ class CBOConfig:
     steps: int = 1000
     dt: float = 0.01
     lam: float = 1.0
-    sigma: float = 1.0
-    alpha: float = 100.0
+    sigma: float = 5.0
+    alpha: float = 1e4
     alpha_growth: float = 1.0
     alpha_max: float = 1e15
     anisotropic: bool = True
@@ -331,6 +333,10 @@ class CBOptimizer(torch.optim.Optimizer):
         X0 = theta + init_std * torch.randn((n_particles, theta.numel()), generator=gen,
                                             device=theta.device, dtype=theta.dtype)
         X0[0] = theta  # keep the starting point among the particles
+        fields = set(CBOConfig.__dataclass_fields__) - {"steps", "dt"}
+        unknown = sorted(set(config) - fields)
+        if unknown:
+            raise ConfigError(unknown[0], config[unknown[0]], f"a CBOConfig field: {', '.join(sorted(fields))}")
         self.cbo = CBO(X0, CBOConfig(**{"steps": 2**62, "dt": lr, **config}))
 
     @torch.no_grad()

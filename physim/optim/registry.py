@@ -43,6 +43,25 @@ _TAKES_MODEL = frozenset({"lomo", "adalomo", "adammini"})
 #: Optimizers whose ``step`` must be given a closure (re-evaluates the loss).
 _NEEDS_CLOSURE = frozenset({"lbfgs", "alig", "bsam", "mezo", "sparsemezo", "spsa", "cbo"})
 
+#: pytorch-optimizer entries that need more than (params, lr): the note says what (shown by optimizer_info).
+_SPECIAL = {
+    "muon": "needs parameter groups flagged use_muon (2-D weights) as pytorch-optimizer documents",
+    "adamuon": "needs parameter groups flagged use_muon, as muon",
+    "muonclip": "needs parameter groups flagged use_muon, as muon",
+    "normuon": "needs parameter groups flagged use_muon, as muon",
+    "distributedmuon": "needs torch.distributed and use_muon parameter groups",
+    "adago": "needs parameter groups flagged use_muon, as muon",
+    "spectralsphere": "only 2-D parameters",
+    "lomo": "fused backward: call optimizer.fused_backward(loss, lr) instead of loss.backward()/step()",
+    "adalomo": "fused backward: call optimizer.fused_backward(loss, lr) instead of loss.backward()/step()",
+    "alig": "step(closure) must return the loss; adaptive step from the loss value",
+    "bsam": "needs num_data (training-set size)",
+    "ranger21": "needs num_iterations (total optimizer steps)",
+    "demo": "needs the einops package (not a physim dependency)",
+    "sparseadam": "sparse gradients only (nn.Embedding(sparse=True))",
+    "magma": "wraps another optimizer: pass optimizer=<torch.optim.Optimizer>",
+}
+
 _PHYSIM = {
     "mezo": ("physim.optim.zeroth_order", "MeZO", "zeroth-order SGD with the seed trick (MeZO)"),
     "sparse_mezo": ("physim.optim.zeroth_order", "SparseMeZO", "MeZO perturbing only small-magnitude weights"),
@@ -50,6 +69,9 @@ _PHYSIM = {
     "mfac": ("physim.optim.mfac", "MFAC", "M-FAC sliding-window inverse-Fisher preconditioned SGD"),
     "cbo": ("physim.optim.cbo", "CBOptimizer", "consensus-based optimisation over a model's parameters"),
 }
+
+# pytorch-optimizer classes take **kwargs and ignore most of them; these few they do read.
+_READ_FROM_KWARGS = frozenset({"beta1", "clip_global_grad_norm", "momentum"})
 
 # Hyper-parameters checked before construction, so a bad value names the argument even
 # when the underlying class would accept it silently or fail with an obscure message.
@@ -71,6 +93,7 @@ class OptimizerInfo:
         zeroth_order: Uses loss values only; the closure must NOT call ``backward``.
         takes_model: The constructor wants the ``nn.Module`` itself, not its parameters.
         description: One line for ``list_optimizers(details=True)``.
+        note: What it needs beyond ``(params, lr)``, if anything (e.g. muon's parameter groups).
     """
 
     name: str
@@ -81,6 +104,7 @@ class OptimizerInfo:
     zeroth_order: bool = False
     takes_model: bool = False
     description: str = ""
+    note: str = ""
 
 
 def _key(name: str) -> str:
@@ -104,7 +128,7 @@ def _registry() -> dict[str, OptimizerInfo]:
     for name, cls in sorted(torch_cls.items()):
         reg[name] = OptimizerInfo(
             name=name, source="torch.optim", cls=cls, needs_closure=name in _NEEDS_CLOSURE,
-            description=f"torch.optim.{cls.__name__}",
+            description=f"torch.optim.{cls.__name__}", note=_SPECIAL.get(name, ""),
         )
     for name, (module, attr, desc) in _PHYSIM.items():
         cls = getattr(importlib.import_module(module), attr)
@@ -123,6 +147,7 @@ def _registry() -> dict[str, OptimizerInfo]:
             name=canonical, source="pytorch_optimizer", cls=cls,
             needs_hessian=name in _NEEDS_HESSIAN, needs_closure=name in _NEEDS_CLOSURE,
             takes_model=name in _TAKES_MODEL, description=f"pytorch_optimizer.{cls.__name__}",
+            note=_SPECIAL.get(name, ""),
         )
     return reg
 
@@ -182,11 +207,14 @@ def _check_hyperparameters(kwargs: dict[str, Any]) -> None:
                 raise ConfigError(f"betas[{i}]", b, "a number in [0, 1)")
 
 
-def _accepted(cls: type) -> tuple[set[str], bool]:
+def _accepted(cls: type) -> tuple[set[str], set[str], bool]:
+    """(accepted keywords, required keywords, takes **kwargs) of an optimizer's constructor."""
     sig = inspect.signature(cls.__init__)
-    names = {p for p in sig.parameters if p not in ("self", "params", "model")}
+    plain = [p for p in sig.parameters.values() if p.name not in ("self", "params", "model")
+             and p.kind not in (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL)]
+    required = {p.name for p in plain if p.default is inspect.Parameter.empty}
     has_var_kw = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values())
-    return names, has_var_kw
+    return {p.name for p in plain}, required, has_var_kw
 
 
 def make_optimizer(
@@ -217,12 +245,20 @@ def make_optimizer(
     if lr is not None:
         kwargs["lr"] = lr
     _check_hyperparameters(kwargs)
-    accepted, var_kw = _accepted(info.cls)
-    unknown = sorted(k for k in kwargs if k not in accepted)
-    if unknown and not var_kw:
+    accepted, required, var_kw = _accepted(info.cls)
+    # A misspelt keyword must not be swallowed silently by a **kwargs constructor.
+    # (physim's own **kwargs, e.g. CBOptimizer's CBOConfig fields, are validated by the class itself.)
+    open_kw = var_kw and info.source == "physim"
+    unknown = sorted(k for k in kwargs if k not in accepted and not open_kw
+                     and not (var_kw and k in _READ_FROM_KWARGS))
+    if unknown:
         raise ConfigError(
             unknown[0], kwargs[unknown[0]], f"a keyword {info.name} accepts: {', '.join(sorted(accepted))}"
         )
+    missing = sorted(required - set(kwargs))
+    if missing:
+        raise ConfigError(missing[0], None, f"a value: {info.name} requires {', '.join(missing)}"
+                          + (f" ({info.note})" if info.note else ""))
     if info.takes_model:
         if not isinstance(params, torch.nn.Module):
             raise ConfigError("params", type(params).__name__, f"the nn.Module itself for {info.name}")
@@ -234,6 +270,6 @@ def make_optimizer(
         raise ConfigError("params", "[]", "at least one parameter tensor or parameter group")
     try:
         return info.cls(params, **kwargs)
-    except TypeError as exc:  # a missing required argument (e.g. ranger21's num_iterations)
+    except TypeError as exc:
         raise ConfigError("kwargs", sorted(kwargs), f"arguments {info.name} accepts ({exc})") from None
 
