@@ -121,7 +121,8 @@ def lr_multiplier(
         if refined is None:
             raise ConfigError("refined", None, "multipliers from refined_schedule() for schedule='refined'")
         w = refined
-        i = min(len(w) - 1, int(progress * (len(w) - 1) + 0.5))
+        # refined_schedule(total_steps=...) returns one multiplier per post-warm-up step.
+        i = min(len(w) - 1, max(0, round((step - warmup_steps) * (len(w) - 1) / max(1, span - 1))))
         return max(f, float(w[i]))
     raise ConfigError("schedule", schedule, "one of " + ", ".join(map(repr, SCHEDULES)))
 
