@@ -66,10 +66,6 @@ class _WarpLinear(nn.Module):
 def test_hessian_optimizers_are_refused_on_warp_losses(tmp_path):
     """Verify the loop refuses AdaHessian on a loss through a Warp kernel, naming the op, before stepping."""
     pytest.importorskip("warp")
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).parent))
     model = _WarpLinear()
     x = torch.linspace(-1, 1, 8, dtype=torch.float64).reshape(8, 1)
     data = torch.utils.data.TensorDataset(x, 2.0 * x)
@@ -84,6 +80,23 @@ def test_hessian_optimizers_are_refused_on_warp_losses(tmp_path):
     result = Trainer(model, _cfg(tmp_path / "sgd", optimizer="sgd", lr=1.0, batch_size=8, epochs=20), data,
                      loss_fn=loss).fit()
     assert abs(float(model.w) - 2.0) < 1e-6, result.history[-1]
+
+
+def test_simulator_graphs_are_recognised_as_first_order_only():
+    """Verify the markers on the Warp and Taichi chains' ops and on checkpointed rollouts, and pure torch is clean."""
+    from physim.springs import ChainConfig, TaichiChain, WarpChain
+
+    cfg = ChainConfig(particle_count=3, substeps=2)
+    for cls, backend in ((WarpChain, "Warp kernel"), (TaichiChain, "Taichi kernel")):
+        sim = cls(cfg)
+        force = torch.zeros(3, 2, dtype=torch.float64, requires_grad=True)
+        s1 = sim.step(sim.reset(), force)
+        found = first_order_only_ops(s1.x.sum())
+        assert len(found) == 1 and found[0].startswith(backend), found
+        rolled = sim.rollout(sim.reset(), force.expand(4, 3, 2), checkpoint_every=2)
+        assert "checkpointed rollout" in first_order_only_ops(rolled.state.x.sum())
+    assert first_order_only_ops((_model()(torch.randn(2, 4)) ** 2).sum()) == []
+    assert first_order_only_ops(torch.ones(())) == []
 
 
 def test_refined_schedule_from_a_previous_run(tmp_path):
