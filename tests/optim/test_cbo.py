@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from physim.errors import ConfigError
-from physim.optim import CBO, CBOConfig, CBOptimizer, cbo_minimize, cbo_update, consensus, make_optimizer
+from physim.optim import CBO, CBOConfig, cbo_minimize, cbo_update, consensus, make_optimizer
 
 
 def rastrigin(X: torch.Tensor, shift: float = 0.0) -> torch.Tensor:
