@@ -423,16 +423,15 @@ class Trainer:
 
         if info.zeroth_order:
             # Values only: the optimizer evaluates the closure at perturbed parameters, no backward.
+            # Its return value (MeZO: mean of the perturbed losses; CBO: best loss) is what gets logged.
             def value_closure() -> torch.Tensor:
                 with torch.no_grad():
                     return self._loss(batch)[0]
 
-            with torch.no_grad():
-                loss, extra = self._loss(batch)
+            loss = torch.as_tensor(float(self.optimizer.step(value_closure)))
             if not torch.isfinite(loss):
                 raise diverged(loss)
-            self.optimizer.step(value_closure)
-            return loss.detach(), extra
+            return loss, {}
         self.optimizer.zero_grad(set_to_none=True)
         loss, extra = self._loss(batch)
         if not torch.isfinite(loss):
