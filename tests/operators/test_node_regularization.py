@@ -12,14 +12,7 @@ from physim.operators.node import NeuralODE, spiral_data, step_heuristics
 from physim.errors import ConfigError
 from physim.testing import assert_grad_matches_fd
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny tensors: extra intra-op threads only add latency on a loaded 2-core machine.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _model(**kw) -> NeuralODE:

@@ -50,14 +50,7 @@ def test_update_drift_and_noise_closed_forms():
     torch.testing.assert_close(iso, sigma * math.sqrt(dt) * (X - c).norm(dim=-1, keepdim=True) * xi)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Elementwise ops on a few thousand entries: extra intra-op threads only add wake-up latency
-    # on a loaded 2-core machine (torch.cos went from 8 µs to 30 ms here).
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_anisotropic_cbo_solves_shifted_rastrigin_10d_where_random_search_fails():

@@ -8,6 +8,8 @@ import torch
 from physim.errors import ConfigError
 from physim.optim import MFAC, SlidingWindowFisher, make_optimizer
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 
 def _dense_inverse_mv(G: torch.Tensor, damp: float, v: torch.Tensor) -> torch.Tensor:
     m, d = G.shape

@@ -11,6 +11,8 @@ from physim.errors import ConfigError
 from physim.optim import list_optimizers, make_optimizer, optimizer_info
 from physim.optim.registry import _SPECIAL
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 REQUIRED = ["adam", "adamw", "sgd", "adan", "lion", "sophiah", "adabelief", "adahessian", "diffgrad", "adamp",
             "exadam", "mezo", "sparse_mezo", "spsa", "mfac", "cbo"]
 

@@ -13,6 +13,8 @@ from physim.autodiff import first_order_only_ops
 from physim.errors import ConfigError
 from physim.optim import AdaptiveBatchSize
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 
 def _data(n=64, seed=0, noise=0.0):
     gen = torch.Generator().manual_seed(seed)
@@ -41,7 +43,7 @@ def _cfg(tmp_path, **kw):
                                                     ("lbfgs", 0.5, 8), ("adan", 0.1, 8), ("mfac", 0.1, 16)])
 def test_loop_trains_with_every_kind_of_optimizer(tmp_path, name, lr, epochs):
     """Verify Hessian (create_graph), zeroth-order (closure, no backward) and closure optimizers all learn."""
-    kw = {"ngrads": 16, "damp": 1e-2} if name == "mfac" else {}
+    kw = {"mfac": {"ngrads": 16, "damp": 1e-2}, "lbfgs": {"max_iter": 4}}.get(name, {})
     trainer = Trainer(_model(), _cfg(tmp_path, optimizer=name, lr=lr, epochs=epochs, optimizer_kwargs=kw),
                       _data(), loss_fn=mse)
     assert trainer.needs_hessian == (name in ("adahessian", "sophiah"))

@@ -11,6 +11,8 @@ import torch
 from physim.errors import ConfigError
 from physim.optim import lr_multiplier, make_scheduler, refined_form, refined_schedule
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 
 def _lrs(schedule: str, total: int, **kw) -> list[float]:
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=2.0)

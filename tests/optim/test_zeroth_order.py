@@ -11,6 +11,8 @@ from physim.errors import ConfigError
 from physim.optim import SPSA, MeZO, SparseMeZO, make_optimizer, spsa_gradient
 from physim.optim.zeroth_order import _CHUNK
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 
 def test_mezo_update_uses_the_perturbation_direction_and_restores_parameters():
     """Verify θ_new − θ = −lr·g·z with g = z·∇L exactly, on a quadratic, across noise chunks.
