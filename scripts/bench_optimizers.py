@@ -17,7 +17,8 @@ Panels (each with three seeds, in one run):
 
 Command (writes docs/bench_optimizers_{a,b,c}.png and out/bench_optimizers/results.json):
 
-    .venv/bin/python scripts/bench_optimizers.py            # all panels, ~15–25 min on 2 busy cores
+    OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 .venv/bin/python scripts/bench_optimizers.py   # ~1 h, 2 busy cores
+    (results.json is saved after every job; the same command resumes a killed run)
     .venv/bin/python scripts/bench_optimizers.py --quick    # a smoke run (~1 min)
 """
 
@@ -42,6 +43,28 @@ OPTIMIZERS = ["adam", "adamw", "adan", "lion", "sophiah", "adabelief", "adahessi
 LR_CENTRE = {"adam": 3e-3, "adamw": 3e-3, "adan": 3e-3, "lion": 3e-4, "sophiah": 3e-2, "adabelief": 3e-3,
              "adahessian": 3e-2, "diffgrad": 3e-3, "adamp": 3e-3, "exadam": 3e-3, "mezo": 1e-3}
 REPO = Path(__file__).resolve().parents[1]
+
+
+class Store:
+    """results.json, rewritten atomically after every finished job so a killed run resumes where it stopped."""
+
+    def __init__(self, path: Path, results: dict):
+        self.path, self.results = path, results
+
+    def get(self, *keys):
+        d = self.results
+        for k in keys:
+            if not isinstance(d, dict) or k not in d:
+                return None
+            d = d[k]
+        return d
+
+    def put(self, value, *keys) -> None:
+        d = self.results
+        for k in keys[:-1]:
+            d = d.setdefault(k, {})
+        d[keys[-1]] = value
+        atomic_write_text(self.path, json.dumps(self.results, indent=1, default=float))
 
 
 # --------------------------------------------------------------------------------------------
@@ -145,7 +168,7 @@ def train_once(task: str, name: str, lr: float, seed: int, data, epochs: int) ->
     return {"valid": res.history[-1]["valid_loss"], "seconds": wall, "curve": curve}
 
 
-def panel_a(seeds, quick: bool) -> dict:
+def panel_a(seeds, quick: bool, store: Store) -> dict:
     from tqdm.auto import tqdm
 
     n = 96 if quick else 384
@@ -160,11 +183,16 @@ def panel_a(seeds, quick: bool) -> dict:
     out: dict = {}
     jobs = [(task, name) for task in datasets for name in names]
     for task, name in tqdm(jobs, desc="panel a", leave=False):
+        done = store.get("a", task, name)
+        if done is not None:
+            out.setdefault(task, {})[name] = done
+            continue
         grid = [LR_CENTRE[name] * f for f in (1 / 3, 1.0, 3.0)]
         tuned = {lr: train_once(task, name, lr, seeds[0], datasets[task], epochs[task])["valid"] for lr in grid}
         lr = min(tuned, key=lambda k: tuned[k] if math.isfinite(tuned[k]) else math.inf)
         runs = [train_once(task, name, lr, s, datasets[task], epochs[task]) for s in seeds]
-        out.setdefault(task, {})[name] = {"lr": lr, "grid": tuned, "runs": runs}
+        out.setdefault(task, {})[name] = {"lr": lr, "grid": {str(k): v for k, v in tuned.items()}, "runs": runs}
+        store.put(out[task][name], "a", task, name)
     return out
 
 
@@ -227,15 +255,19 @@ def run_adam(f, d, seed, budget, starts=200, lr=0.05):
         return X[f(X).argmin()].detach(), budget
 
 
-def panel_b(seeds, quick: bool) -> dict:
+def panel_b(seeds, quick: bool, store: Store) -> dict:
     from tqdm.auto import tqdm
 
     dims = [2, 10] if quick else [2, 10, 30, 100]
     out: dict = {}
     jobs = [(fn, d, m) for fn in ("rastrigin", "ackley") for d in dims for m in ("cbo", "cmaes", "adam")]
     for fname, d, method in tqdm(jobs, desc="panel b", leave=False):
+        done = store.get("b", fname, str(d), method)
+        if done is not None:
+            out.setdefault(fname, {}).setdefault(str(d), {})[method] = done
+            continue
         f = rastrigin if fname == "rastrigin" else ackley
-        budget = (40_000 if quick else 300_000) if d > 2 else 20_000
+        budget = {2: 20_000, 10: 100_000}.get(d, 200_000) if not quick else min(40_000, 10_000 * d)
         rows = []
         for s in seeds:
             t0 = time.perf_counter()
@@ -244,6 +276,7 @@ def panel_b(seeds, quick: bool) -> dict:
             rows.append({"seed": s, "success": err < 0.25, "err_inf": err, "f": float(f(x[None])[0]),
                          "evaluations": used, "seconds": time.perf_counter() - t0})
         out.setdefault(fname, {}).setdefault(str(d), {})[method] = rows
+        store.put(rows, "b", fname, str(d), method)
     return out
 
 
@@ -261,7 +294,7 @@ class Windows(torch.utils.data.Dataset):
         return self.y[i], self.y[i : i + self.length]
 
 
-def panel_c(seeds, quick: bool, settings: list[tuple[float, float]]) -> dict:
+def panel_c(seeds, quick: bool, settings: list[tuple[float, float]], store: Store) -> dict:
     """Train the spiral neural ODE for every (λ_err, λ_stiff) in `settings` (0, 0 = plain) and every seed."""
     from physim.operators.node import NeuralODE, spiral_data
     from physim.operators.training import TrainConfig, Trainer
@@ -273,6 +306,10 @@ def panel_c(seeds, quick: bool, settings: list[tuple[float, float]]) -> dict:
     windows = Windows(y, length)
     out: dict = {}
     for lam_err, lam_stiff in tqdm(settings, desc="panel c", leave=False):
+        key = f"{lam_err:g},{lam_stiff:g}"
+        if store.get("c", key) is not None:
+            out[key] = store.get("c", key)
+            continue
         rows = []
         for s in seeds:
             torch.manual_seed(s)
@@ -308,7 +345,8 @@ def panel_c(seeds, quick: bool, settings: list[tuple[float, float]]) -> dict:
             rows.append({"seed": s, "train_seconds": train_s, "train_nfe_per_forward": hist[-1]["nfe"],
                          "predict_nfe": model.last_nfe, "predict_seconds": float(np.median(times)),
                          "window_mae": window_mae, "trajectory_mae": float((pred[:, 0] - y).abs().mean())})
-        out[f"{lam_err:g},{lam_stiff:g}"] = rows
+        out[key] = rows
+        store.put(rows, "c", key)
     return out
 
 
@@ -355,15 +393,15 @@ def report(results: dict, figdir: Path) -> str:
         fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
         for ax, (fname, per_d) in zip(axes, results["b"].items()):
             lines += [f"\n**(b) {fname}**, x* = {SHIFT}·1, start uniform in [-3, 3]^d, success ‖x − x*‖∞ < 0.25 "
-                      "(successes / 3 seeds; evaluations per run)\n",
+                      "(successes / seeds, mean final f; evaluations per run)\n",
                       "| d | evaluations | CBO | CMA-ES (IPOP) | Adam (200 starts) |", "|---|---|---|---|---|"]
             dims = sorted(per_d, key=int)
             for m, mk in (("cbo", "o-"), ("cmaes", "s-"), ("adam", "^-")):
                 ax.plot([int(d) for d in dims], [np.mean([r["success"] for r in per_d[d][m]]) for d in dims], mk,
                         label=m)
             for d in dims:
-                cells = [f"{sum(r['success'] for r in per_d[d][m])}/3 (f̄ {np.mean([r['f'] for r in per_d[d][m]]):.3g})"
-                         for m in ("cbo", "cmaes", "adam")]
+                cells = [f"{sum(r['success'] for r in per_d[d][m])}/{len(per_d[d][m])} "
+                         f"(f̄ {np.mean([r['f'] for r in per_d[d][m]]):.3g})" for m in ("cbo", "cmaes", "adam")]
                 lines.append(f"| {d} | {per_d[d]['cbo'][0]['evaluations']} | " + " | ".join(cells) + " |")
             ax.set(xscale="log", xlabel="dimension", ylabel="success rate", title=fname, ylim=(-0.05, 1.05))
             ax.legend()
@@ -423,16 +461,19 @@ def main() -> None:
             raise SystemExit(f"{previous}: not valid JSON; delete it to start afresh") from None
         if results.get("quick") != args.quick:
             results = {}
+    if results.get("seeds") != args.seeds:
+        results = {}
     results.update({"torch_threads": 1, "seeds": args.seeds, "quick": args.quick})
+    store = Store(previous, results)
     if "a" in args.panels:
-        results["a"] = panel_a(args.seeds, args.quick)
+        results["a"] = panel_a(args.seeds, args.quick, store)
     if "b" in args.panels:
-        results["b"] = panel_b(args.seeds, args.quick)
+        results["b"] = panel_b(args.seeds, args.quick, store)
     if "c" in args.panels:
         settings = [tuple(float(v) for v in x.split(",")) for x in args.node_settings]
         if (0.0, 0.0) not in settings:
             settings.insert(0, (0.0, 0.0))
-        results["c"] = panel_c(args.seeds, args.quick, settings)
+        results["c"] = panel_c(args.seeds, args.quick, settings, store)
     atomic_write_text(args.out / "results.json", json.dumps(results, indent=1, default=float))
     table = report(results, args.figdir)
     atomic_write_text(args.out / "tables.md", table)
