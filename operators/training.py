@@ -273,6 +273,7 @@ class Trainer:
                                                               dict(cfg.optimizer_kwargs))
         self.needs_hessian = self.optimizer_info.needs_hessian
         self.grad_norms: dict[str, list[float]] = {"l1": [], "l2": []}
+        self._pending_norms: list[torch.Tensor] = []
         self._graph_checked = False
         self._steps_per_epoch = self._count_batches(train_data)
         total = cfg.epochs * self._steps_per_epoch if self._steps_per_epoch else cfg.epochs * 1000
@@ -319,7 +320,15 @@ class Trainer:
     def best_model_path(self) -> Path:
         return self.cfg.run_dir / "best.pt"
 
+    def _flush_grad_norms(self) -> None:
+        if self._pending_norms:
+            values = torch.stack(self._pending_norms).cpu().tolist()
+            self.grad_norms["l2"] += [v[0] for v in values]
+            self.grad_norms["l1"] += [v[1] for v in values]
+            self._pending_norms = []
+
     def _save_checkpoint(self, epoch: int, history, best, wall: float) -> None:
+        self._flush_grad_norms()
         state = {
             "epoch": epoch,
             "global_step": self.global_step,
@@ -440,10 +449,10 @@ class Trainer:
             self._check_twice_differentiable(loss)
         loss.backward(create_graph=self.needs_hessian)
         grads = [p.grad.detach() for p in self.model.parameters() if p.grad is not None]
-        if grads:
-            self.grad_norms["l2"].append(float(torch.linalg.vector_norm(torch.stack(
-                [torch.linalg.vector_norm(g) for g in grads]))))
-            self.grad_norms["l1"].append(float(sum(g.abs().sum() for g in grads)))
+        if grads:  # kept as tensors: converting here would synchronise a GPU every step
+            self._pending_norms.append(torch.stack([
+                torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])),
+                sum(g.abs().sum() for g in grads)]))
         if cfg.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
         if info.needs_closure:  # e.g. L-BFGS re-evaluates loss and gradient itself
