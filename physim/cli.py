@@ -85,6 +85,7 @@ def info(cfg: InfoConfig | None = None) -> dict[str, str]:
 COMMANDS: dict[str, str | dict[str, str]] = {
     "info": "physim.cli:InfoConfig:info",
     "demo": "physim.demo:DemoConfig:cli_demo",
+    "optimizers": "physim.optim._cli:OptimizersConfig:list_command",
 }
 
 

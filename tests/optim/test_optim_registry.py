@@ -153,3 +153,17 @@ def test_missing_requirements_are_named():
     with pytest.raises(ConfigError, match="source="):
         list_optimizers("keras")
     assert make_optimizer("adam", _mlp(), lr=1e-3).param_groups[0]["lr"] == 1e-3  # a Module is accepted
+
+
+def test_optimizers_command(capsys):
+    """Verify `physim optimizers` lists the registry, filters by source and details one optimizer."""
+    from physim.cli import main
+
+    assert main(["optimizers", "--source", "physim"]) == 0
+    out = capsys.readouterr().out
+    assert "mezo" in out and "zeroth-order" in out and "adam " not in out
+    assert main(["optimizers", "--name", "sophiah"]) == 0
+    out = capsys.readouterr().out
+    assert "needs_hessian=True" in out and "lr=" in out
+    assert main(["optimizers", "--name", "adamm"]) == 2
+    assert "did you mean" in capsys.readouterr().err
