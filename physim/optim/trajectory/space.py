@@ -1,0 +1,79 @@
+"""The search space of the sampling methods: flat vectors mapped to action tensors.
+
+Sampling in the full per-step action space is slow in high dimension; ThinShellLab's
+CMA-ES therefore searches a coarse parameterisation. ``knots=K`` does the same here: the
+sampler searches K values per action component, linearly interpolated over the T steps
+of the time axis and added to the initial actions (a residual, so the initial actions
+are the centre of the search). ``knots=None`` searches every entry.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from physim.errors import ConfigError
+
+__all__ = ["SearchSpace", "default_sigma", "hat_basis"]
+
+
+def hat_basis(steps: int, knots: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """Linear-interpolation weights from `knots` evenly spaced knots to `steps` steps, shape (steps, knots)."""
+    if knots == 1:
+        return torch.ones(steps, 1, dtype=dtype)
+    pos = torch.linspace(0, knots - 1, steps, dtype=dtype)
+    k = torch.arange(knots, dtype=dtype)
+    return (1 - (pos[:, None] - k[None, :]).abs()).clamp(min=0)
+
+
+def default_sigma(problem) -> float:
+    """Initial sampling spread: a quarter of the mean bounded range, or 1 without bounds."""
+    if problem.lower is not None and problem.upper is not None:
+        rng = problem.upper - problem.lower
+        rng = rng[torch.isfinite(rng)]
+        if rng.numel():
+            return 0.25 * float(rng.mean())
+    return 1.0
+
+
+class SearchSpace:
+    """Maps flat search vectors z, shape (..., dim), to projected actions, shape (..., *action_shape).
+
+    Args:
+        problem: The `Problem` (its bounds are applied after the mapping).
+        base: The centre of the search, shape `problem.action_shape`.
+        knots: Number of knots along the time axis 0, or None for every entry.
+    """
+
+    def __init__(self, problem, base: torch.Tensor, knots: int | None = None):
+        self.problem = problem
+        self.base = base.detach().to(problem.dtype)
+        shape = problem.action_shape
+        if knots is not None:
+            if isinstance(knots, bool) or not isinstance(knots, int) or not 1 <= knots <= shape[0]:
+                raise ConfigError("knots", knots, f"None or an integer in [1, {shape[0]}] (the time-axis length)")
+            if knots == shape[0]:
+                knots = None
+        self.knots = knots
+        self.rest = shape[1:]
+        self.basis = None if knots is None else hat_basis(shape[0], knots, problem.dtype)
+        self.dim = math.prod(shape) if knots is None else knots * math.prod(self.rest)
+
+    def to_actions(self, z: torch.Tensor) -> torch.Tensor:
+        z = torch.as_tensor(z, dtype=self.problem.dtype)
+        lead = z.shape[:-1]
+        if self.basis is None:
+            delta = z.reshape(*lead, *self.problem.action_shape)
+        else:
+            zk = z.reshape(*lead, self.knots, -1)
+            delta = torch.einsum("tk,...kr->...tr", self.basis, zk).reshape(*lead, *self.problem.action_shape)
+        return self.problem.project(self.base + delta)
+
+    def bounds(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Box of z (only for the identity map, where it is exact): (lower, upper), each (dim,)."""
+        if self.basis is not None or (self.problem.lower is None and self.problem.upper is None):
+            return None
+        lo = self.problem.lower if self.problem.lower is not None else torch.full_like(self.base, -math.inf)
+        hi = self.problem.upper if self.problem.upper is not None else torch.full_like(self.base, math.inf)
+        return (lo - self.base).reshape(-1), (hi - self.base).reshape(-1)
