@@ -2,6 +2,8 @@
 
     physim info                 versions of every backend, the device, CPU threads
     physim demo --out DIR       the demo job (see physim.demo)
+    physim trajopt TASK ...     trajectory optimisation into a run folder (physim.optim.trajectory.run)
+    physim export RUN_DIR ...   a run's tool trajectory for a robot controller (physim.io.export)
 
 Options of each subcommand come from its frozen config dataclass (tyro). Errors in
 user input are printed as one line, without a traceback, and exit with status 2.
@@ -85,6 +87,8 @@ def info(cfg: InfoConfig | None = None) -> dict[str, str]:
 COMMANDS: dict[str, str | dict[str, str]] = {
     "info": "physim.cli:InfoConfig:info",
     "demo": "physim.demo:DemoConfig:cli_demo",
+    "trajopt": "physim.optim.trajectory.run:TrajoptConfig:cli_trajopt",
+    "export": "physim.io.export:ExportConfig:cli_export",
 }
 
 

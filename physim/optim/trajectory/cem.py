@@ -34,8 +34,8 @@ class CEMConfig:
     """Weight of the previous mean and spread in each update."""
     min_sigma: float = 0.02
     """Floor on the spread, relative to the initial spread."""
-    knots: int | None = None
-    """Search K knots per action component along the time axis (None: every entry)."""
+    knots: int | None = 8
+    """Search K knots per action component along the time axis of (T, ...) actions (None: every entry)."""
 
     def __post_init__(self) -> None:
         check_int("population", self.population, 2)

@@ -29,8 +29,8 @@ class CMAESConfig:
     """Samples per generation; None: CMA-ES's default 4 + ⌊3 ln(dim)⌋."""
     sigma: float | None = None
     """Initial step size [action units]; None: a quarter of the mean bounded range, or 1."""
-    knots: int | None = None
-    """Search K knots per action component along the time axis (None: every entry)."""
+    knots: int | None = 8
+    """Search K knots per action component along the time axis of (T, ...) actions (None: every entry)."""
 
     def __post_init__(self) -> None:
         if self.population is not None:

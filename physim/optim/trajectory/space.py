@@ -1,10 +1,11 @@
 """The search space of the sampling methods: flat vectors mapped to action tensors.
 
 Sampling in the full per-step action space is slow in high dimension; ThinShellLab's
-CMA-ES therefore searches a coarse parameterisation. ``knots=K`` does the same here: the
-sampler searches K values per action component, linearly interpolated over the T steps
-of the time axis and added to the initial actions (a residual, so the initial actions
-are the centre of the search). ``knots=None`` searches every entry.
+CMA-ES therefore searches a coarse parameterisation. ``knots=K`` does the same here: for
+actions with a time axis (shape (T, ...), at least 2-D, T > K) the sampler searches K
+values per action component, linearly interpolated over the T steps and added to the
+initial actions (a residual, so the initial actions are the centre of the search).
+``knots=None``, 1-D actions, or T ≤ K search every entry.
 """
 
 from __future__ import annotations
@@ -51,9 +52,9 @@ class SearchSpace:
         self.base = base.detach().to(problem.dtype)
         shape = problem.action_shape
         if knots is not None:
-            if isinstance(knots, bool) or not isinstance(knots, int) or not 1 <= knots <= shape[0]:
-                raise ConfigError("knots", knots, f"None or an integer in [1, {shape[0]}] (the time-axis length)")
-            if knots == shape[0]:
+            if isinstance(knots, bool) or not isinstance(knots, int) or knots < 1:
+                raise ConfigError("knots", knots, "None or an integer >= 1")
+            if len(shape) < 2 or knots >= shape[0]:
                 knots = None
         self.knots = knots
         self.rest = shape[1:]
