@@ -15,6 +15,7 @@ s, accelerations by s², jerks by s³.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -98,7 +99,7 @@ def resample(times: np.ndarray, positions: np.ndarray, rate_hz: float, *, kind: 
     t = np.asarray(times, dtype=np.float64) * time_scale
     spline = fit_spline(t, positions, kind=kind, at_rest=at_rest)
     duration = float(t[-1])
-    n = int(math.ceil(duration * rate_hz - 1e-9))
+    n = math.ceil(duration * rate_hz - 1e-9)
     ticks = np.arange(n + 1, dtype=np.float64) / rate_hz
     pos, vel, acc, jerk = _evaluate(spline, ticks, duration)
     return Resampled(ticks, pos, vel, acc, jerk, duration)
@@ -109,7 +110,7 @@ def peak_derivatives(times: np.ndarray, positions: np.ndarray, *, kind: str = "q
     """Peak norms of velocity, acceleration and jerk of each axis group, on a dense grid of the spline."""
     t = np.asarray(times, dtype=np.float64)
     spline = fit_spline(t, positions, kind=kind, at_rest=at_rest)
-    grid = np.unique(np.concatenate([np.linspace(a, b, per_interval + 1) for a, b in zip(t[:-1], t[1:])]))
+    grid = np.unique(np.concatenate([np.linspace(a, b, per_interval + 1) for a, b in itertools.pairwise(t)]))
     out = []
     derivs = [spline(grid, nu) for nu in (1, 2, 3)]
     for group in axes:

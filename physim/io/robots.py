@@ -120,6 +120,13 @@ class _Reader:
     def number(self, value, key: str, *, positive: bool = False, optional: bool = True) -> float | None:
         if value is None and optional:
             return None
+        if isinstance(value, str):
+            try:
+                float(value)
+            except ValueError:
+                pass
+            else:  # PyYAML follows YAML 1.1, which reads 1.0e5 (no sign in the exponent) as text
+                self.fail(key, f"{value!r} is text, not a number (write 1.0e+5 or 100000.0)")
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             self.fail(key, f"{value!r} is not a finite number")
         if positive and value <= 0:

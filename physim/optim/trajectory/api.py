@@ -116,6 +116,7 @@ def optimize(
     if call_log is not None:
         call_log.header["grad_cost"] = grad_cost
 
+    logged = 0 if call_log is None else len(call_log.calls)
     ev = Evaluator(problem, budget, grad_cost if needs_grad else None, call_log=call_log, on_call=on_call)
     info: dict = {}
     t0 = time.perf_counter()
@@ -130,7 +131,7 @@ def optimize(
             call_log.save()
     if ev.history and ev.history[0].phase == "init":
         initial = ev.history[0].loss
-    replayed = 0 if call_log is None else min(len(call_log.calls), len(ev.history))
+    replayed = min(logged, len(ev.history))
     wall = time.perf_counter() - t0
     if replayed:
         # A resumed run reports the time its replayed calls took when they were first made.

@@ -67,7 +67,7 @@ def cem_search(ev: Evaluator, center: torch.Tensor, cfg: CEMConfig, seed: int, *
     stop_at = ev.budget if max_cost is None else min(ev.budget, ev.cost_used + max_cost)
     best_x, best_f = problem.project(center.clone()), math.inf
     while True:
-        n = min(cfg.population * population_scale, int(math.floor(stop_at - ev.cost_used + 1e-9)), ev.affordable("forward"))
+        n = min(cfg.population * population_scale, math.floor(stop_at - ev.cost_used + 1e-9), ev.affordable("forward"))
         if n < 2:
             break
         z = mean + std * torch.randn(n, space.dim, generator=gen, dtype=problem.dtype)

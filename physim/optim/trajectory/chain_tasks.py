@@ -114,7 +114,7 @@ class ChainTask:
         if cfg.task == "track":
             # The goal: where the free end goes under a scripted circular tool motion.
             t = torch.arange(T, **opts) * self.control_dt
-            w = 2 * math.pi / (T * self.control_dt)
+            w = 2 * math.pi / 0.5  # one circle every 0.5 s (the default horizon)
             scripted = 0.4 * cfg.max_speed * torch.stack([torch.cos(w * t), torch.sin(w * t)], dim=1)
             with torch.no_grad():
                 self.goal = self._rollout(scripted)[0]
@@ -233,24 +233,29 @@ class ChainTask:
             extra = ("target", self.target.cpu().numpy()[None])
         else:
             extra = None
+        # One figure, artists updated per frame: creating a figure per frame costs ~0.3 s each.
+        fig, ax = plt.subplots(figsize=(4, 4), dpi=80)
+        (path_line,) = ax.plot([], [], color="0.7", lw=1, label="tool path")
+        (chain_line,) = ax.plot([], [], "-o", ms=3, color="C0", label="chain")
+        (tool_mark,) = ax.plot([], [], "s", ms=7, color="C3", label="tool")
+        if extra is not None:
+            label, xy = extra
+            style = {"ls": "--", "color": "C2"} if len(xy) > 1 else {"marker": "*", "ms": 12, "ls": "none",
+                                                                     "color": "C2"}
+            ax.plot(xy[:, 0], xy[:, 1], label=label, **style)
+        ax.set_xlim(lo[0], hi[0])
+        ax.set_ylim(lo[1], hi[1])
+        ax.set_aspect("equal", adjustable="box")
+        ax.legend(loc="upper right", fontsize=7)
+        title = ax.set_title("")
+        fig.tight_layout()
         images = []
         for i in np.linspace(0, chain.shape[0] - 1, min(count, chain.shape[0])).round().astype(int):
-            fig, ax = plt.subplots(figsize=(4, 4), dpi=80)
-            ax.plot(tool[: i + 1, 0], tool[: i + 1, 1], color="0.7", lw=1, label="tool path")
-            ax.plot(chain[i, :, 0], chain[i, :, 1], "-o", ms=3, color="C0", label="chain")
-            ax.plot(*chain[i, 0], "s", ms=7, color="C3", label="tool")
-            if extra is not None:
-                label, xy = extra
-                style = {"ls": "--", "color": "C2"} if len(xy) > 1 else {"marker": "*", "ms": 12, "ls": "none",
-                                                                         "color": "C2"}
-                ax.plot(xy[:, 0], xy[:, 1], label=label, **style)
-            ax.set_xlim(lo[0], hi[0])
-            ax.set_ylim(lo[1], hi[1])
-            ax.set_aspect("equal", adjustable="box")
-            ax.set_title(f"{self.cfg.task}: t = {(i + 1) * self.control_dt:.2f} s")
-            ax.legend(loc="upper right", fontsize=7)
-            fig.tight_layout()
+            path_line.set_data(tool[: i + 1, 0], tool[: i + 1, 1])
+            chain_line.set_data(chain[i, :, 0], chain[i, :, 1])
+            tool_mark.set_data([chain[i, 0, 0]], [chain[i, 0, 1]])
+            title.set_text(f"{self.cfg.task}: t = {(i + 1) * self.control_dt:.2f} s")
             fig.canvas.draw()
             images.append(np.asarray(fig.canvas.buffer_rgba())[..., :3].copy())
-            plt.close(fig)
+        plt.close(fig)
         return images

@@ -65,7 +65,7 @@ def cmaes_search(ev: Evaluator, center: torch.Tensor, cfg: CMAESConfig, seed: in
             # The `cmaes` package needs finite bounds; an unbounded side gets a far-away wall.
             far = 1e6 * max(1.0, sigma0)
             np_bounds = np.stack([np.where(np.isfinite(lo), lo, -far), np.where(np.isfinite(hi), hi, far)], axis=1)
-        pop = cfg.population if cfg.population is not None else 4 + int(math.floor(3 * math.log(space.dim)))
+        pop = cfg.population if cfg.population is not None else 4 + math.floor(3 * math.log(space.dim))
         opt = CMA(mean=np.zeros(space.dim), sigma=sigma0, bounds=np_bounds, seed=seed + 7919 * restart,
                   population_size=max(2, pop * population_scale))
         return space, opt
@@ -75,7 +75,7 @@ def cmaes_search(ev: Evaluator, center: torch.Tensor, cfg: CMAESConfig, seed: in
     stop_at = ev.budget if max_cost is None else min(ev.budget, ev.cost_used + max_cost)
     best_x, best_f = problem.project(center.clone()), math.inf
     while True:
-        n = min(opt.population_size, int(math.floor(stop_at - ev.cost_used + 1e-9)), ev.affordable("forward"))
+        n = min(opt.population_size, math.floor(stop_at - ev.cost_used + 1e-9), ev.affordable("forward"))
         if n < 1:
             break
         zs = np.stack([opt.ask() for _ in range(n)])

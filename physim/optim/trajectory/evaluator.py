@@ -182,7 +182,7 @@ class Evaluator:
 
     def affordable(self, kind: str = "forward", horizon: int | None = None) -> int:
         """How many calls of `kind` still fit in the budget."""
-        return max(0, int(math.floor(self.remaining / self.cost(kind, horizon) + 1e-9)))
+        return max(0, math.floor(self.remaining / self.cost(kind, horizon) + 1e-9))
 
     # -- calls ---------------------------------------------------------------------------------
     def loss(self, actions: torch.Tensor, *, horizon: int | None = None, anneal: float = 0.0) -> float:

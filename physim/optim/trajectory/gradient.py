@@ -143,7 +143,7 @@ def gradient_descent(
         horizon = None
         if use_horizon:
             floor = h_start + (T - h_start) * min(1.0, f / cfg.horizon_full_at) if cfg.horizon_full_at > 0 else T
-            h = min(T, max(h_plateau, math.ceil(floor)))
+            h = min(T, max(h_plateau, math.floor(floor + 1e-9)))
             horizon = None if h >= T else h
         if horizon != last_h:
             schedule.append({"cost": ev.cost_used, "horizon": T if horizon is None else horizon})

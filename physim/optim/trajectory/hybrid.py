@@ -128,7 +128,7 @@ def run_hybrid(ev: Evaluator, init: torch.Tensor, cfg: HybridConfig, seed: int, 
         ev.phase = "gradient"
         phase_budget = ev.remaining
         gradient_descent(ev, ev.best_actions, cfg.gradient,
-                         budget_fraction=lambda: min(1.0, (ev.cost_used - g_start) / phase_budget),
+                         budget_fraction=lambda g0=g_start, b=phase_budget: min(1.0, (ev.cost_used - g0) / b),
                          stop=converged, info=info)
         phases.append({"phase": "gradient", "start_cost": g_start, "end_cost": ev.cost_used,
                        "best_loss": ev.best_loss})

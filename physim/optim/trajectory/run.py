@@ -104,7 +104,7 @@ def build_method_config(method: str, *, lr: float | None = None, knots: int | No
                             cem=CEMConfig(knots=knots, **({"population": population} if population else {})),
                             gradient=replace(HybridConfig().gradient, lr=lr))
     cls = config_class(method)
-    fields = {f for f in cls.__dataclass_fields__}
+    fields = set(cls.__dataclass_fields__)
     kwargs = {k: v for k, v in (("lr", lr), ("knots", knots), ("particles", population)) if k in fields and v}
     return cls(**kwargs)
 
