@@ -30,6 +30,7 @@ from physim.optim.trajectory.problem import (
     measure_grad_cost,
 )
 from physim.optim.trajectory.result import Result
+from physim.optim.trajectory.sysid import IdentifyResult, Param, identify
 
 __all__ = [
     "METHODS",
@@ -40,12 +41,15 @@ __all__ = [
     "CallRecord",
     "GradientConfig",
     "HybridConfig",
+    "IdentifyResult",
+    "Param",
     "Problem",
     "Result",
     "TorchLossProblem",
     "default_config",
     "from_black_box",
     "from_torch_loss",
+    "identify",
     "measure_grad_cost",
     "optimize",
 ]
