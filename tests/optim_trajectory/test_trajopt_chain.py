@@ -12,7 +12,7 @@ from physim.testing import assert_grad_matches_fd
 
 @pytest.fixture(scope="module")
 def track():
-    return ChainTask(ChainTaskConfig(task="track", particles=5, steps=20))
+    return ChainTask(ChainTaskConfig(task="track", particles=5, steps=15))
 
 
 @pytest.mark.parametrize("task", ["track", "swingup", "throw"])
@@ -26,28 +26,28 @@ def test_chain_task_gradient_matches_finite_differences(task):
 
 def test_truncated_horizon_is_a_partial_sum_of_the_full_loss(track):
     """Verify that the loss over the first H steps equals the per-step sum of the full rollout up to H."""
-    a = 0.2 * torch.ones(20, 2, dtype=torch.float64)
+    a = 0.2 * torch.ones(15, 2, dtype=torch.float64)
     end, tool = track._rollout(a)
     per_step = ((end - track.goal) ** 2).sum(-1)
-    for h in (3, 20):
-        got = track.problem.loss(a, horizon=h if h < 20 else None)
+    for h in (3, 15):
+        got = track.problem.loss(a, horizon=h if h < 15 else None)
         expected = float(per_step[:h].mean() + track._penalties(a, tool, h))
         assert got == pytest.approx(expected, rel=1e-12)
 
 
 def test_tool_path_and_actions_are_inverse(track):
     """Verify that actions → tool positions at the knots → actions is the identity."""
-    a = torch.randn(20, 2, dtype=torch.float64)
+    a = torch.randn(15, 2, dtype=torch.float64)
     times, pos = track.tool_path(a)
-    assert times.shape == (21,) and pos.shape == (21, 2) and float(pos[0].abs().max()) == 0.0
+    assert times.shape == (16,) and pos.shape == (16, 2) and float(pos[0].abs().max()) == 0.0
     assert torch.allclose(track.actions_from_tool(pos), a, atol=1e-12)
 
 
 def test_gradient_and_hybrid_lower_the_chain_tracking_loss(track):
     """Verify that the gradient (with the expanding horizon) and hybrid methods lower the chain's tracking loss."""
     x0 = track.init_actions
-    g = optimize(track.problem, x0, "gradient", budget=30, grad_cost=2.5, config=GradientConfig(lr=0.05))
+    g = optimize(track.problem, x0, "gradient", budget=20, grad_cost=2.5, config=GradientConfig(lr=0.05))
     assert g.best_loss < 0.5 * g.initial_loss
-    assert g.info["horizon_schedule"][-1]["horizon"] == 20
-    h = optimize(track.problem, x0, "hybrid", budget=40, seed=0, grad_cost=2.5)
+    assert g.info["horizon_schedule"][-1]["horizon"] == 15
+    h = optimize(track.problem, x0, "hybrid", budget=30, seed=0, grad_cost=2.5)
     assert h.best_loss < 0.5 * h.initial_loss

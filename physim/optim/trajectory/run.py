@@ -43,7 +43,7 @@ class TrajoptConfig:
     """Optimise the actions of a task (a chain task or a physim gym env) and save a run folder."""
 
     task: Annotated[str, tyro.conf.Positional]
-    """Task id, e.g. physim/ChainSwingUp-v0 (see `physim trajopt --help`'s list in docs/trajopt.md)."""
+    """Task id: physim/ChainTrack-v0, physim/ChainSwingUp-v0, physim/ChainThrow-v0, or a physim gym env id."""
     method: str = "hybrid"
     """gradient, cem, cmaes, hybrid, cbo or zo."""
     budget: float = 200
