@@ -25,6 +25,7 @@ import torch
 from physim.config import check_int, check_range
 from physim.errors import ConfigError
 from physim.optim.trajectory.evaluator import Evaluator
+from physim.optim.trajectory.space import mean_range
 
 __all__ = ["GradientConfig", "gradient_descent", "make_optimizer", "run_gradient"]
 
@@ -92,12 +93,9 @@ def improved(new: float, old: float, tol: float) -> bool:
 
 
 def default_lr(problem) -> float:
-    if problem.lower is not None and problem.upper is not None:
-        rng = problem.upper - problem.lower
-        rng = rng[torch.isfinite(rng)]
-        if rng.numel():
-            return 0.02 * float(rng.mean())
-    return 0.05
+    """0.02 × the mean bounded action range, or 0.05 without bounds."""
+    rng = mean_range(problem)
+    return 0.05 if rng is None else 0.02 * rng
 
 
 def gradient_descent(

@@ -87,6 +87,16 @@ def _accepts(fn: Callable, name: str) -> bool:
     return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
 
 
+def _keywords(takes_anneal: bool, horizon: int | None, anneal: float) -> dict:
+    """Keyword arguments for a loss: ``horizon`` when truncated, ``anneal`` when used and accepted."""
+    kw = {}
+    if horizon is not None:
+        kw["horizon"] = horizon
+    if anneal and takes_anneal:
+        kw["anneal"] = float(anneal)
+    return kw
+
+
 def _bound(name: str, value, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor | None:
     if value is None:
         return None
@@ -145,6 +155,15 @@ class ProblemBase:
         self.differentiable = bool(differentiable)
 
     # -- helpers shared by the adapters -------------------------------------------------------
+    def _detect(self, fn: Callable, action_shape, kwargs: dict) -> None:
+        """Read the loss's optional keywords: ``horizon`` (default T = action_shape[0]) and ``anneal``."""
+        self._takes_horizon = _accepts(fn, "horizon")
+        self._takes_anneal = _accepts(fn, "anneal")
+        if self._takes_horizon and "horizon" not in kwargs:
+            shape = tuple(action_shape) if isinstance(action_shape, (tuple, list, torch.Size)) else ()
+            kwargs["horizon"] = int(shape[0]) if shape else None
+        kwargs.setdefault("supports_anneal", self._takes_anneal)
+
     def check_actions(self, actions: torch.Tensor) -> torch.Tensor:
         """Return `actions` as a detached tensor of this problem's dtype; raise on a wrong shape or NaN."""
         if not isinstance(actions, torch.Tensor):
@@ -203,23 +222,13 @@ class TorchLossProblem(ProblemBase):
             raise ConfigError("loss_fn", type(loss_fn).__name__, "a callable actions -> scalar tensor")
         self._fn = loss_fn
         self._batch_fn = batch_loss_fn
-        self._takes_horizon = _accepts(loss_fn, "horizon")
-        self._takes_anneal = _accepts(loss_fn, "anneal")
-        if self._takes_horizon and "horizon" not in kwargs:
-            shape = tuple(action_shape) if isinstance(action_shape, (tuple, list, torch.Size)) else ()
-            kwargs["horizon"] = int(shape[0]) if shape else None
-        kwargs.setdefault("supports_anneal", self._takes_anneal)
+        self._detect(loss_fn, action_shape, kwargs)
         super().__init__(action_shape, differentiable=True, **kwargs)
         if self.horizon is not None and not self._takes_horizon:
             raise ConfigError("horizon", self.horizon, "None: loss_fn takes no `horizon` keyword")
 
     def _call(self, actions: torch.Tensor, horizon: int | None, anneal: float) -> torch.Tensor:
-        kw = {}
-        if horizon is not None:
-            kw["horizon"] = horizon
-        if anneal and self._takes_anneal:
-            kw["anneal"] = float(anneal)
-        out = self._fn(actions, **kw)
+        out = self._fn(actions, **_keywords(self._takes_anneal, horizon, anneal))
         if not isinstance(out, torch.Tensor) or out.numel() != 1:
             raise ValueError(f"problem {self.name!r}: loss_fn must return a scalar tensor, got "
                              f"{type(out).__name__} of shape {tuple(getattr(out, 'shape', ()))}")
@@ -277,21 +286,11 @@ class BlackBoxProblem(ProblemBase):
         if grad_fn is not None and not callable(grad_fn):
             raise ConfigError("grad_fn", type(grad_fn).__name__, "None or a callable actions -> gradient")
         self._fn, self._grad_fn, self._batch_fn = fn, grad_fn, batch_fn
-        self._takes_horizon = _accepts(fn, "horizon")
-        self._takes_anneal = _accepts(fn, "anneal")
-        if self._takes_horizon and "horizon" not in kwargs:
-            shape = tuple(action_shape) if isinstance(action_shape, (tuple, list, torch.Size)) else ()
-            kwargs["horizon"] = int(shape[0]) if shape else None
-        kwargs.setdefault("supports_anneal", self._takes_anneal)
+        self._detect(fn, action_shape, kwargs)
         super().__init__(action_shape, differentiable=grad_fn is not None, **kwargs)
 
     def _kw(self, horizon, anneal) -> dict:
-        kw = {}
-        if horizon is not None:
-            kw["horizon"] = horizon
-        if anneal and self._takes_anneal:
-            kw["anneal"] = float(anneal)
-        return kw
+        return _keywords(self._takes_anneal, horizon, anneal)
 
     def loss(self, actions: torch.Tensor, *, horizon: int | None = None, anneal: float = 0.0) -> float:
         a = self.check_actions(actions)

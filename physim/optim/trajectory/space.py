@@ -16,7 +16,7 @@ import torch
 
 from physim.errors import ConfigError
 
-__all__ = ["SearchSpace", "default_sigma", "hat_basis"]
+__all__ = ["SearchSpace", "default_sigma", "hat_basis", "mean_range"]
 
 
 def hat_basis(steps: int, knots: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
@@ -28,14 +28,20 @@ def hat_basis(steps: int, knots: int, dtype: torch.dtype = torch.float64) -> tor
     return (1 - (pos[:, None] - k[None, :]).abs()).clamp(min=0)
 
 
-def default_sigma(problem) -> float:
-    """Initial sampling spread: a quarter of the mean bounded range, or 1 without bounds."""
+def mean_range(problem) -> float | None:
+    """Mean width of the finite bounds of the actions, or None when there are none."""
     if problem.lower is not None and problem.upper is not None:
         rng = problem.upper - problem.lower
         rng = rng[torch.isfinite(rng)]
         if rng.numel():
-            return 0.25 * float(rng.mean())
-    return 1.0
+            return float(rng.mean())
+    return None
+
+
+def default_sigma(problem) -> float:
+    """Initial sampling spread: a quarter of the mean bounded range, or 1 without bounds."""
+    rng = mean_range(problem)
+    return 1.0 if rng is None else 0.25 * rng
 
 
 class SearchSpace:
