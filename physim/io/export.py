@@ -344,7 +344,7 @@ def read_tool_path(run_dir: str | Path) -> dict:
 class ExportConfig:
     """Export the optimised tool trajectory of a `physim trajopt` run folder for a robot controller."""
 
-    run_dir: Annotated[Path, tyro.conf.Positional]
+    run_dir: Annotated[Path, tyro.conf.Positional, tyro.conf.arg(metavar="RUN_DIR")]
     """Run folder written by `physim trajopt` (it holds tool_path.json)."""
     format: str = "csv"
     """File format: csv, json or yaml."""

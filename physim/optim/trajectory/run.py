@@ -42,7 +42,7 @@ _METHODS = ("gradient", "cem", "cmaes", "hybrid", "cbo", "zo")
 class TrajoptConfig:
     """Optimise the actions of a task (a chain task or a physim gym env) and save a run folder."""
 
-    task: Annotated[str, tyro.conf.Positional]
+    task: Annotated[str, tyro.conf.Positional, tyro.conf.arg(metavar="TASK")]
     """Task id: physim/ChainTrack-v0, physim/ChainSwingUp-v0, physim/ChainThrow-v0, or a physim gym env id."""
     method: str = "hybrid"
     """gradient, cem, cmaes, hybrid, cbo or zo."""
