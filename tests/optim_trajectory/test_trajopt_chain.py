@@ -46,8 +46,8 @@ def test_tool_path_and_actions_are_inverse(track):
 def test_gradient_and_hybrid_lower_the_chain_tracking_loss(track):
     """Verify that the gradient (with the expanding horizon) and hybrid methods lower the chain's tracking loss."""
     x0 = track.init_actions
-    g = optimize(track.problem, x0, "gradient", budget=20, grad_cost=2.5, config=GradientConfig(lr=0.05))
+    g = optimize(track.problem, x0, "gradient", budget=16, grad_cost=2.5, config=GradientConfig(lr=0.05))
     assert g.best_loss < 0.5 * g.initial_loss
     assert g.info["horizon_schedule"][-1]["horizon"] == 15
-    h = optimize(track.problem, x0, "hybrid", budget=30, seed=0, grad_cost=2.5)
+    h = optimize(track.problem, x0, "hybrid", budget=24, seed=0, grad_cost=2.5)
     assert h.best_loss < 0.5 * h.initial_loss
