@@ -2,6 +2,7 @@
 
     physim info                 versions of every backend, the device, CPU threads
     physim demo --out DIR       the demo job (see physim.demo)
+    physim sim SCENE.yaml       run an MPM scene file (see physim.mpm.cli)
     physim trajopt TASK ...     trajectory optimisation into a run folder (physim.optim.trajectory.run)
     physim export RUN_DIR ...   a run's tool trajectory for a robot controller (physim.io.export)
 
@@ -87,6 +88,7 @@ def info(cfg: InfoConfig | None = None) -> dict[str, str]:
 COMMANDS: dict[str, str | dict[str, str]] = {
     "info": "physim.cli:InfoConfig:info",
     "demo": "physim.demo:DemoConfig:cli_demo",
+    "sim": "physim.mpm.cli:SimConfig:run_sim",
     "trajopt": "physim.optim.trajectory.run:TrajoptConfig:cli_trajopt",
     "export": "physim.io.export:ExportConfig:cli_export",
 }
