@@ -85,3 +85,23 @@ def test_identify_with_an_optimize_method_and_bad_input():
     with pytest.raises(ConfigError, match="observed"):
         identify(counting, torch.tensor([1.0, math.nan]), {"slope": 1.0})
     assert calls == []
+
+
+@pytest.mark.slow
+def test_mpm_young_modulus_and_friction_are_recovered_from_noisy_markers():
+    """Verify identification on an MPM scene: hidden E and floor friction, 50 µm marker noise, truth in the 95 % CI."""
+    from physim.optim.trajectory.mpm_scenes import mpm_block_marker_model
+
+    simulate = mpm_block_marker_model(steps=20)
+    truth = {"E": torch.tensor(2e4, dtype=torch.float64), "friction": torch.tensor(0.4, dtype=torch.float64)}
+    with torch.no_grad():
+        clean = simulate(truth)
+    gen = torch.Generator().manual_seed(0)
+    observed = clean + 5e-5 * torch.randn(clean.shape, generator=gen, dtype=torch.float64)
+    spec = {"E": Param(1e4, lower=1e3, upper=1e6), "friction": Param(0.2, lower=0.01, upper=2.0)}
+    fit = identify(simulate, observed, spec, "lm", budget=40)
+    assert fit.residual_rms == pytest.approx(5e-5, rel=0.15)
+    for name, value in truth.items():
+        lo, hi = fit.ci95[name]
+        assert lo < float(value) < hi, (name, fit.summary())
+    assert abs(fit.params["E"] / 2e4 - 1) < 0.02 and abs(fit.params["friction"] / 0.4 - 1) < 0.02

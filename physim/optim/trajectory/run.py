@@ -11,7 +11,7 @@ The run folder gets:
 - ``result.json``: best loss, initial loss, calls, wall time, phases, history, best actions;
 - ``tool_path.json``: the best actions as tool positions at the control steps (what
   ``physim export`` reads);
-- ``loss.png``: best loss versus simulator calls; ``best.gif``: the best episode.
+- ``loss.png``: best loss versus simulator calls; ``best.gif`` (or ``.mp4``): the best episode.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from physim.config import check_choice, check_int
 from physim.errors import ConfigError
 from physim.io.atomic import atomic_path, atomic_write_text
 
-__all__ = ["TrajoptConfig", "build_method_config", "cli_trajopt", "run_trajopt"]
+__all__ = ["TrajoptConfig", "build_method_config", "cli_trajopt", "plot_loss", "run_trajopt"]
 
 log = logging.getLogger(__name__)
 
@@ -63,12 +63,15 @@ class TrajoptConfig:
     population: int | None = None
     """Samples per generation of the samplers (particles for cbo); default: the method's."""
     video: bool = True
-    """Write best.gif, the best episode."""
+    """Write a video of the best episode (best.gif or best.mp4)."""
+    video_format: str = "gif"
+    """Video container: gif or mp4."""
     progress: bool = True
     """Show a progress bar (on a terminal)."""
 
     def __post_init__(self) -> None:
         check_choice("method", self.method, _METHODS)
+        check_choice("video_format", self.video_format, ("gif", "mp4"))
         if not (isinstance(self.budget, (int, float)) and math.isfinite(self.budget) and self.budget >= 1):
             raise ConfigError("budget", self.budget, "a number of simulator calls >= 1")
         check_int("seed", self.seed, 0)
@@ -177,17 +180,6 @@ def plot_loss(result, path: Path, title: str) -> Path:
     return path
 
 
-def write_gif(frames: list, path: Path, fps: float) -> Path:
-    """Frames (RGB arrays) → animated GIF, written atomically."""
-    import imageio.v3 as iio
-    import numpy as np
-
-    with atomic_path(path) as tmp:
-        # Pillow's GIF duration is in milliseconds per frame.
-        iio.imwrite(tmp, np.stack(frames), extension=".gif", duration=1000.0 / fps, loop=0)
-    return path
-
-
 def run_trajopt(cfg: TrajoptConfig, *, progress: bool | None = None):
     """Run the optimisation of `cfg` and write the run folder; returns the `Result`."""
     from physim.optim.trajectory.api import optimize
@@ -205,7 +197,7 @@ def run_trajopt(cfg: TrajoptConfig, *, progress: bool | None = None):
 
     # The gradient cost: given, or taken from this folder's earlier (interrupted) run, or measured.
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()
-                if k not in ("video", "progress")}
+                if k not in ("video", "video_format", "progress")}
     grad_cost = cfg.grad_cost
     previous = out / "config.json"
     if grad_cost is None and needs_grad and previous.is_file():
@@ -247,7 +239,9 @@ def run_trajopt(cfg: TrajoptConfig, *, progress: bool | None = None):
     if cfg.video and task.frames is not None:
         frames = task.frames(result.best_actions)
         if frames:
-            write_gif(frames, out / "best.gif", task.fps)
+            from physim.mpm.render import save_animation  # GIF through Pillow, MP4 through PyAV
+
+            save_animation(out / f"best.{cfg.video_format}", frames, fps=task.fps)
     return result
 
 
@@ -268,7 +262,7 @@ def cli_trajopt(cfg: TrajoptConfig):
     result = run_trajopt(cfg)
     print(f"{cfg.method} on {cfg.task}: loss {result.initial_loss:.6g} -> {result.best_loss:.6g} "
           f"in {len(result.history)} calls ({result.cost_used:.1f} of {cfg.budget:g}), {result.wall_time:.1f} s")
-    for name in ("config.json", "result.json", "tool_path.json", "loss.png", "best.gif", "calls.pt"):
+    for name in ("config.json", "result.json", "tool_path.json", "loss.png", "best.gif", "best.mp4", "calls.pt"):
         if (Path(cfg.out) / name).exists():
             print(f"  {Path(cfg.out) / name}")
     return result
