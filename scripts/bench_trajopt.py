@@ -3,6 +3,11 @@
     .venv/bin/python scripts/bench_trajopt.py                       # chain tasks, budget 200, seeds 0 1 2
     .venv/bin/python scripts/bench_trajopt.py --tasks physim/Pouring-v0 --budget 200
     .venv/bin/python scripts/bench_trajopt.py --toys --budget 100    # toy problems only (seconds)
+    .venv/bin/python scripts/bench_trajopt.py --methods hybrid:gradient --grad-costs 2.48 3.50 2.65
+
+``hybrid:gradient`` is `hybrid` with ``HybridConfig(start="gradient")``; ``--grad-costs``
+fixes the gradient cost per task (in task order) instead of measuring it, to compare
+with an earlier run.
 
 Per task the cost of a gradient call is measured once (`measure_grad_cost`) and the same
 value charges every method and seed, so the budget means the same compute for all.
@@ -24,8 +29,11 @@ from pathlib import Path
 
 import torch
 
-from physim.optim.trajectory import METHODS, measure_grad_cost, optimize, toys
+from physim.optim.trajectory import METHODS, HybridConfig, measure_grad_cost, optimize, toys
 from physim.optim.trajectory.tasks import CHAIN_TASK_IDS, make_task
+
+
+VARIANTS = {"hybrid:gradient": ("hybrid", HybridConfig(start="gradient"))}
 
 
 def _available(method: str) -> bool:
@@ -60,9 +68,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", nargs="*", default=list(CHAIN_TASK_IDS), help="task ids")
     parser.add_argument("--toys", action="store_true", help="benchmark the toy problems instead of tasks")
-    parser.add_argument("--methods", nargs="*", default=list(METHODS))
+    parser.add_argument("--methods", nargs="*", default=list(METHODS), help="methods, or hybrid:gradient")
     parser.add_argument("--budget", type=float, default=200)
     parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
+    parser.add_argument("--grad-costs", nargs="*", type=float, default=None,
+                        help="gradient cost of each task, in --tasks order (default: measured)")
     parser.add_argument("--json", type=Path, default=Path("out/bench_trajopt.json"))
     args = parser.parse_args(argv)
 
@@ -70,9 +80,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.toys:
         problems = {name: (p, x0, 2.0) for name, (p, x0) in _toy_problems().items()}
     rows = []
-    for task_id in ([] if args.toys else args.tasks):
+    if args.grad_costs is not None and len(args.grad_costs) != len(args.tasks):
+        parser.error(f"--grad-costs needs one value per task ({len(args.tasks)})")
+    for k, task_id in enumerate([] if args.toys else args.tasks):
         task = make_task(task_id)
-        grad_cost = measure_grad_cost(task.problem, task.init_actions, repeats=5)
+        grad_cost = (args.grad_costs[k] if args.grad_costs is not None
+                     else measure_grad_cost(task.problem, task.init_actions, repeats=5))
         problems[task_id] = (task.problem, task.init_actions, grad_cost)
     for name, (problem, x0, grad_cost) in problems.items():
         print(f"\n## {name}  (budget {args.budget:g} forward calls; a gradient call costs {grad_cost:.2f})",
@@ -85,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
             runs = []
             for seed in args.seeds:
                 t0 = time.perf_counter()
-                res = optimize(problem, x0, method, args.budget, seed, grad_cost=grad_cost)
+                name_, config = VARIANTS.get(method, (method, None))
+                res = optimize(problem, x0, name_, args.budget, seed, grad_cost=grad_cost, config=config)
                 runs.append((res.best_loss, time.perf_counter() - t0, res.initial_loss, res.info.get("phases")))
                 print(f"  {method:9s} seed {seed}: loss {res.best_loss:.5g} (initial {res.initial_loss:.5g}), "
                       f"{runs[-1][1]:.1f} s", file=sys.stderr, flush=True)

@@ -12,6 +12,7 @@ from physim.optim.trajectory import (
     CallLog,
     CEMConfig,
     GradientConfig,
+    HybridConfig,
     from_black_box,
     measure_grad_cost,
     optimize,
@@ -159,3 +160,16 @@ def test_bad_input_is_refused_before_any_call():
     with pytest.raises(ConfigError, match="lr"):
         GradientConfig(lr=-1.0)
     assert calls == []
+
+
+def test_hybrid_can_start_with_gradients_and_switch_when_they_slow_down():
+    """Verify hybrid(start="gradient"): on a convex problem it keeps descending; on two basins it still samples."""
+    quad, x0 = toys.quadratic(dim=6)
+    plain = optimize(quad, x0, "gradient", budget=60, grad_cost=2.0, config=GradientConfig(horizon_start=None))
+    first = optimize(quad, x0, "hybrid", budget=60, seed=0, grad_cost=2.0, config=HybridConfig(start="gradient"))
+    assert first.info["phases"][0]["phase"] == "gradient"
+    assert first.best_loss <= 1.01 * plain.best_loss
+    two, y0 = toys.two_basin()
+    res = optimize(two, y0, "hybrid", budget=100, seed=0, grad_cost=2.0, config=HybridConfig(start="gradient"))
+    assert [p["phase"] for p in res.info["phases"]][:2] == ["gradient", "sample"]
+    assert toys.two_basin_global(two, res.best_actions)

@@ -70,6 +70,10 @@ class HybridConfig:
     """Spread of a later sampling phase, relative to the first."""
     restart_fraction: float = 0.3
     """Most of the remaining budget a later sampling phase may use."""
+    start: str = "sample"
+    """First phase: "sample" (ThinShellLab's order) or "gradient" (descend while it progresses fast, then sample)."""
+    probe_tol: float = 0.05
+    """start="gradient": leave the first gradient phase when it improves less than this over `gradient_patience`."""
 
     def __post_init__(self) -> None:
         check_choice("sampler", self.sampler, ("cmaes", "cem"))
@@ -80,6 +84,8 @@ class HybridConfig:
         check_range("gradient_tol", self.gradient_tol, 0.0)
         check_range("restart_sigma", self.restart_sigma, 0.0, low_inclusive=False)
         check_range("restart_fraction", self.restart_fraction, 0.0, 1.0)
+        check_choice("start", self.start, ("sample", "gradient"))
+        check_range("probe_tol", self.probe_tol, 0.0)
 
 
 def run_hybrid(ev: Evaluator, init: torch.Tensor, cfg: HybridConfig, seed: int, info: dict) -> None:
@@ -108,12 +114,27 @@ def run_hybrid(ev: Evaluator, init: torch.Tensor, cfg: HybridConfig, seed: int, 
         search(ev, center, sampler_cfg, seed + 1009 * restart, sigma_scale=1.0 if first else cfg.restart_sigma,
                population_scale=2**restart, max_cost=max_cost, on_generation=plateaued)
 
-    def converged(true_losses: list[float]) -> bool:
-        p = cfg.gradient_patience
-        if len(true_losses) <= p:
-            return False
-        return not improved(min(true_losses[-p:]), min(true_losses[:-p]), cfg.gradient_tol)
+    def stalled(tol: float):
+        def stop(true_losses: list[float]) -> bool:
+            p = cfg.gradient_patience
+            if len(true_losses) <= p:
+                return False
+            return not improved(min(true_losses[-p:]), min(true_losses[:-p]), tol)
 
+        return stop
+
+    def refine(x: torch.Tensor, tol: float) -> None:
+        g_start = ev.cost_used
+        ev.phase = "gradient"
+        phase_budget = ev.remaining
+        gradient_descent(ev, x, cfg.gradient,
+                         budget_fraction=lambda g0=g_start, b=phase_budget: min(1.0, (ev.cost_used - g0) / b),
+                         stop=stalled(tol), info=info)
+        phases.append({"phase": "gradient", "start_cost": g_start, "end_cost": ev.cost_used,
+                       "best_loss": ev.best_loss})
+
+    if cfg.start == "gradient":
+        refine(init, cfg.probe_tol)
     first = True
     while True:
         start = ev.cost_used
@@ -124,14 +145,7 @@ def run_hybrid(ev: Evaluator, init: torch.Tensor, cfg: HybridConfig, seed: int, 
         first = False
         if not ev.can_afford("gradient"):
             break
-        g_start = ev.cost_used
-        ev.phase = "gradient"
-        phase_budget = ev.remaining
-        gradient_descent(ev, ev.best_actions, cfg.gradient,
-                         budget_fraction=lambda g0=g_start, b=phase_budget: min(1.0, (ev.cost_used - g0) / b),
-                         stop=converged, info=info)
-        phases.append({"phase": "gradient", "start_cost": g_start, "end_cost": ev.cost_used,
-                       "best_loss": ev.best_loss})
+        refine(ev.best_actions, cfg.gradient_tol)
         if ev.cost_used == start or ev.affordable("forward") < 2:
             break
     if not math.isfinite(ev.best_loss):
