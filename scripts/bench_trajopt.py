@@ -32,7 +32,6 @@ import torch
 from physim.optim.trajectory import METHODS, HybridConfig, measure_grad_cost, optimize, toys
 from physim.optim.trajectory.tasks import CHAIN_TASK_IDS, make_task
 
-
 VARIANTS = {"hybrid:gradient": ("hybrid", HybridConfig(start="gradient"))}
 
 
