@@ -22,19 +22,20 @@ cartesian:
 """
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("run")
+def test_run_folder_export_and_round_trip(tmp_path, capsys):
+    """Verify a trajopt run folder, its resume, and the export round trip file → simulator replay within 1 %.
+
+    One test on purpose: the optimisation it exports is the expensive part, and under
+    pytest-xdist a shared fixture would be rebuilt in every worker.
+    """
+    from physim.optim.trajectory.tasks import make_task
+
+    out = tmp_path / "run"
     cfg = TrajoptConfig(task="physim/ChainThrow-v0", method="hybrid", budget=14, steps=12, out=out, knots=4,
                         grad_cost=2.5, progress=False)
     result = run_trajopt(cfg)
-    return cfg, result
 
-
-def test_run_folder_holds_config_result_plot_video_and_tool_path(run):
-    """Verify the run folder: resolved config with a repeat command, result, tool path, loss plot and video."""
-    cfg, result = run
-    out = cfg.out
+    # The run folder: resolved config with the repeat command, result, tool path, plot, video, call log.
     for name in ("config.json", "result.json", "tool_path.json", "loss.png", "best.gif", "calls.pt"):
         assert (out / name).stat().st_size > 0, name
     config = json.loads((out / "config.json").read_text())
@@ -44,45 +45,34 @@ def test_run_folder_holds_config_result_plot_video_and_tool_path(run):
     assert saved["best_loss"] == result.best_loss < saved["initial_loss"]
     assert len(saved["best_actions"]) == 12
 
-
-def test_rerunning_the_same_command_replays_the_log(run):
-    """Verify that starting the same run again replays every logged call and gives the same result."""
-    cfg, result = run
+    # Starting the same run again replays every logged call and gives the same result.
     again = run_trajopt(replace(cfg, video=False), progress=False)
-    assert again.info["replayed_calls"] == len(result.history)
-    assert again.best_loss == result.best_loss
+    assert again.info["replayed_calls"] == len(result.history) and again.best_loss == result.best_loss
 
-
-@pytest.mark.parametrize(("fmt", "rate"), [("yaml", 125), ("csv", 1000), ("json", 500)])
-def test_exported_file_replayed_in_the_simulator_reproduces_the_loss(run, tmp_path, fmt, rate):
-    """Verify the round trip: export → load_trajectory → tool positions at the control steps → replay loss within 1%."""
-    from physim.optim.trajectory.tasks import make_task
-
-    cfg, result = run
+    # Round trip at three rates and formats: export → load → tool positions at the control steps → replay.
     profile = tmp_path / "roomy.yaml"
     profile.write_text(ROOMY)
-    out = tmp_path / f"traj.{fmt}"
-    assert main(["export", str(cfg.out), "--format", fmt, "--rate", str(rate), "--robot", str(profile),
-                 "--out", str(out)]) == 0
-    traj = load_trajectory(out)
-    assert traj.metadata["task"] == "physim/ChainThrow-v0" and traj.metadata["rate_hz"] == rate
-    assert traj.metadata["seed"] == 0 and traj.metadata["physim_version"]
-    _, knots = knots_from_export(traj)
     task = make_task("physim/ChainThrow-v0", steps=12)
-    replayed = task.problem.loss(task.actions_from_tool(torch.as_tensor(knots)))
-    assert replayed == pytest.approx(result.best_loss, rel=1e-2)
+    for fmt, rate in (("yaml", 125), ("csv", 1000), ("json", 500)):
+        path = tmp_path / f"traj.{fmt}"
+        assert main(["export", str(out), "--format", fmt, "--rate", str(rate), "--robot", str(profile),
+                     "--out", str(path)]) == 0
+        traj = load_trajectory(path)
+        assert traj.metadata["task"] == "physim/ChainThrow-v0" and traj.metadata["rate_hz"] == rate
+        assert traj.metadata["seed"] == 0 and traj.metadata["physim_version"]
+        _, knots = knots_from_export(traj)
+        replayed = task.problem.loss(task.actions_from_tool(torch.as_tensor(knots)))
+        assert replayed == pytest.approx(result.best_loss, rel=1e-2), fmt
 
-
-def test_export_refuses_a_too_fast_trajectory_and_scale_time_fits_it(run, tmp_path, capsys):
-    """Verify that the Franka profile refuses the raw trajectory (exit 2, one line) and --scale-time exports it."""
-    cfg, _ = run
-    out = tmp_path / "franka.csv"
-    assert main(["export", str(cfg.out), "--robot", "franka_panda", "--out", str(out)]) == 2
+    # The Franka profile refuses the raw (too fast) trajectory with one line; --scale-time exports it.
+    franka = tmp_path / "franka.csv"
+    capsys.readouterr()
+    assert main(["export", str(out), "--robot", "franka_panda", "--out", str(franka)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("physim: error: trajectory refused by robot profile 'franka_panda'")
-    assert not out.exists()
-    assert main(["export", str(cfg.out), "--robot", "franka_panda", "--out", str(out), "--scale-time"]) == 0
-    assert load_trajectory(out).metadata["time_scale"] > 1
+    assert not franka.exists()
+    assert main(["export", str(out), "--robot", "franka_panda", "--out", str(franka), "--scale-time"]) == 0
+    assert load_trajectory(franka).metadata["time_scale"] > 1
 
 
 def test_export_bad_input(tmp_path, capsys):
