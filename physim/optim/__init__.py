@@ -10,9 +10,13 @@
 - `MFAC`: SGD preconditioned by a sliding-window inverse empirical Fisher.
 - `make_scheduler`, `refined_schedule`: linear decay (default), cosine, refined; warm-up.
 - `AdaptiveBatchSize`: AdAdaGrad's norm test as a training-loop callback.
+- `physim.optim.trajectory`: trajectory optimisation and system identification (loads on
+  first use; its ``cbo`` method runs on `CBO` above).
 
 See docs/optim.md.
 """
+
+import importlib
 
 from physim.optim.adaptive_batch import AdaptiveBatchSize, norm_test_batch_size, per_sample_gradients
 from physim.optim.cbo import CBO, CBOConfig, CBOptimizer, CBOResult, cbo_minimize, cbo_update, consensus
@@ -47,4 +51,16 @@ __all__ = [
     "refined_form",
     "refined_schedule",
     "spsa_gradient",
+    "trajectory",
 ]
+
+# Heavier subpackages load on first use.
+_LAZY = frozenset({"trajectory"})
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        module = importlib.import_module(f"physim.optim.{name}")
+        globals()[name] = module
+        return module
+    raise AttributeError(f"module 'physim.optim' has no attribute {name!r}")
