@@ -14,6 +14,13 @@ os.environ["PHYSIM_DEVICE"] = os.environ.get("PHYSIM_TEST_DEVICE", "cpu")
 
 REPO = Path(__file__).resolve().parents[1]
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs one xdist worker per core: a second torch thread per worker would only
+    # oversubscribe the cores (the suite's tensors are small; thread wake-ups dominate).
+    import torch
+
+    torch.set_num_threads(1)
+
 
 def run_python(*args: str, env: dict | None = None, cwd: str | Path | None = None, timeout: float = 600):
     """Run the test interpreter in a subprocess and return the CompletedProcess (text mode)."""
