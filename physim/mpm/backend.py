@@ -148,6 +148,7 @@ class WarpBackend:
         inv_dx = T.float(1.0 / self.dx)
         force = ctx.zeros(max(self.ncol, 1), T.vec3)
         torque = ctx.zeros(max(self.ncol, 1), T.vec3)
+        self._shared_grads = None  # grid gradient buffers shared by this call's taped substeps
         self.flags = torch.zeros(S, 2, dtype=torch.int32, device=self.sim.device)
         flags_all = wp.from_torch(self.flags, dtype=wp.int32)
 
@@ -174,8 +175,7 @@ class WarpBackend:
         for s in range(S):
             xs, vs, Cs, Fs = cur
             if rec:
-                grid = ctx.zeros(nodes, self.vecg)
-                grid_v = ctx.zeros(nodes, self.vecv)
+                grid, grid_v = self._taped_grid(ctx)
             else:
                 grid = self._buf("grid", nodes, self.vecg)
                 if not self._grid_clean:
@@ -208,6 +208,38 @@ class WarpBackend:
                                             T.float(1.0 / self.dx), T.float(self.cfg.dt)],
                   outputs=[grid], device=ctx.device)
         return grid
+
+    def _taped_grid(self, ctx):
+        """Grid arrays of one taped substep.
+
+        The values are the substep's own (the tape replays them); the gradient buffers are
+        shared by all substeps of the operation: a function recorded before the substep's
+        kernels runs, in the reverse pass, right after their adjoints and zeroes the buffers
+        for the previous substep. This halves the memory of a taped substep (the grid
+        dominates it) and the time spent filling fresh buffers with zeros.
+        """
+        wp, nodes = self.wp, self.nodes
+        if self._shared_grads is None:
+            gg = ctx.zeros(nodes, self.vecg)
+            gv = ctx.zeros(nodes, self.vecv)
+            self._shared_grads = (gg.grad, gv.grad)
+        gg_grad, gv_grad = self._shared_grads
+        tape = wp._src.context.runtime.tape
+
+        def clear():
+            gg_grad.zero_()
+            gv_grad.zero_()
+
+        tape.record_func(backward=clear, arrays=[])
+        opts = {"device": self.sim.device, "dtype": self.sim.dtype}
+        d = self.cfg.dim
+        grid = wp.from_torch(torch.zeros(nodes, self.vecg._length_, **opts), dtype=self.vecg, requires_grad=True,
+                             grad=wp.to_torch(gg_grad))
+        # every node's velocity is written by grid_update: no zero fill needed
+        width = self.vecv._length_ if hasattr(self.vecv, "_length_") else d
+        grid_v = wp.from_torch(torch.empty(nodes, width, **opts), dtype=self.vecv, requires_grad=True,
+                               grad=wp.to_torch(gv_grad))
+        return grid, grid_v
 
     def _fresh_particles(self, ctx, rec: bool):
         T, n = self.T, self.n
