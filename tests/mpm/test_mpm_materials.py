@@ -132,6 +132,21 @@ def cube_mesh(path, half=0.1):
     return path
 
 
+def drop_ball(collider):
+    """A jelly ball dropped onto `collider` for 0.16 s: final state and the most negative y-force seen."""
+    cfg = SceneConfig(dim=3, grid=24, dt=2e-4, substeps=20)
+    ball = Body(shape=Sphere(center=(0.5, 0.55, 0.5), radius=0.06), material=Elastic(E=2e4),
+                velocity=(0.0, -1.0, 0.0))
+    sim = Simulator(cfg, [ball], [collider])
+    s = sim.reset()
+    push = 0.0
+    with torch.no_grad():
+        for _ in range(40):
+            s = sim.step(s)
+            push = min(push, float(s.collider_force[0, 1]))
+    return s, push
+
+
 def test_mesh_body_and_mesh_collider(tmp_path):
     """Verify a mesh cube samples the same particles as the equal Box, and a mesh collider acts like a box."""
     path = str(cube_mesh(tmp_path / "cube.obj"))
@@ -141,20 +156,8 @@ def test_mesh_body_and_mesh_collider(tmp_path):
     assert from_mesh.particle_count == from_box.particle_count
     assert float((from_mesh.reset().x - from_box.reset().x).abs().max()) < 1e-6
 
-    def drop(collider):
-        ball = Body(shape=Sphere(center=(0.5, 0.55, 0.5), radius=0.06), material=Elastic(E=2e4),
-                    velocity=(0.0, -1.0, 0.0))
-        sim = Simulator(cfg, [ball], [collider])
-        s = sim.reset()
-        push = 0.0
-        with torch.no_grad():
-            for _ in range(40):  # 0.16 s: the ball lands
-                s = sim.step(s)
-                push = min(push, float(s.collider_force[0, 1]))
-        return s, push
-
-    a, push = drop(MeshCollider(path=path, position=(0.5, 0.25, 0.5)))
-    b, _ = drop(BoxCollider(position=(0.5, 0.25, 0.5), half_size=(0.1, 0.1, 0.1)))
+    a, push = drop_ball(MeshCollider(path=path, position=(0.5, 0.25, 0.5)))
+    b, _ = drop_ball(BoxCollider(position=(0.5, 0.25, 0.5), half_size=(0.1, 0.1, 0.1)))
     assert float(a.x[:, 1].min()) > 0.35 - 0.5 / 24  # resting on top of the cube (y = 0.35)
     assert abs(float(a.x[:, 1].mean()) - float(b.x[:, 1].mean())) < 0.01
     assert push < 0  # the ball pushed the collider down at some step
@@ -168,16 +171,7 @@ def test_mesh_body_and_mesh_collider(tmp_path):
 ], ids=["sphere", "cylinder", "capsule-rotated"])
 def test_primitive_colliders_stop_a_falling_ball(collider):
     """Verify sphere, cylinder and (rotated) capsule colliders hold a falling ball above their surface."""
-    cfg = SceneConfig(dim=3, grid=24, dt=2e-4, substeps=20)
-    ball = Body(shape=Sphere(center=(0.5, 0.55, 0.5), radius=0.06), material=Elastic(E=2e4),
-                velocity=(0.0, -1.0, 0.0))
-    sim = Simulator(cfg, [ball], [collider])
-    s = sim.reset()
-    push = 0.0
-    with torch.no_grad():
-        for _ in range(40):  # 0.16 s: the ball lands
-            s = sim.step(s)
-            push = min(push, float(s.collider_force[0, 1]))
+    s, push = drop_ball(collider)
     top = {"sphere": 0.35, "cylinder": 0.35, "capsule": 0.28}[collider.type_name]
     assert float(s.x[:, 1].min()) > top - 0.6 / 24
     assert push < 0  # the ball pushed the collider down at some step
