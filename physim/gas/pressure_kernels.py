@@ -68,8 +68,8 @@ class PressureKernels:
         return acc
 
     @ti.func
-    def weighted_neighbour_sum(self, f: ti.template(), I, inv_n: ti.template(), open_lo: ti.template(), open_hi: ti.template(),
-                               hi):
+    def weighted_neighbour_sum(self, f: ti.template(), I, inv_n: ti.template(), open_lo: ti.template(),
+                               open_hi: ti.template(), hi):
         """Σ over the open faces of cell I of f / n at the neighbour (the transposed Jacobi stencil)."""
         acc = ti.cast(0.0, self.real)
         for d in ti.static(range(self.dim)):

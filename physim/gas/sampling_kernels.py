@@ -114,7 +114,7 @@ class SamplingFuncs:
     @ti.func
     def smoke_minmax(self, qf: ti.template(), s, x, fluid: ti.template(), hi):
         """Per-channel extrema of ``qf[s]`` over the fluid corners of the stencil at x (MacCormack limiter)."""
-        base, f = self.cell_base(x, hi)
+        base, _f = self.cell_base(x, hi)
         lo = ti.Vector.zero(self.real, self.C) + 1e30
         up = ti.Vector.zero(self.real, self.C) - 1e30
         for off in ti.static(ti.grouped(ti.ndrange(*self.corners))):
@@ -126,7 +126,7 @@ class SamplingFuncs:
     @ti.func
     def component_minmax(self, vf: ti.template(), s, d: ti.template(), x, hi):
         """Extrema of velocity component d of ``vf[s]`` over the stencil at x (MacCormack limiter)."""
-        base, f = self.face_base(d, x, hi)
+        base, _f = self.face_base(d, x, hi)
         lo = ti.cast(1e30, self.real)
         up = ti.cast(-1e30, self.real)
         for off in ti.static(ti.grouped(ti.ndrange(*self.corners))):
