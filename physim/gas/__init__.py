@@ -30,10 +30,11 @@ __all__ = [
     "render_gif",
     "render_slice",
     "slab_mask",
+    "slice_frame",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from physim.gas.render import render_gif, render_slice
+    from physim.gas.render import render_gif, render_slice, slice_frame
     from physim.gas.simulator import GasSimulator
 
 
@@ -42,7 +43,7 @@ def __getattr__(name: str):
         from physim.gas.simulator import GasSimulator
 
         return GasSimulator
-    if name in ("render_slice", "render_gif"):
+    if name in ("render_slice", "render_gif", "slice_frame"):
         from physim.gas import render
 
         return getattr(render, name)

@@ -41,7 +41,7 @@ class AdvectKernels:
             for a in ti.static(range(self.dim)):
                 if a == d:
                     x[a] -= 0.5
-            foot[s, k, I] = self.backtrace(vc, s, x, dtg, hi)
+            foot[s, k, I] = self.backtrace(vc, s, x, dtg, fluid, hi)
 
     @ti.kernel
     def interp_smoke_at(self, src: nd, foot: nd, dst: nd, fluid: nd, s: ti.i32, k: ti.i32):
@@ -59,7 +59,7 @@ class AdvectKernels:
         """Component d of dst[s] = component d of src[s] at the foot points foot[s, k] of the d-faces."""
         for I in ti.grouped(fluid):
             hi = self.last_cell(fluid)
-            dst[s, I][d] = self.interp_component(src, s, d, foot[s, k, I], hi) * open_lo[I][d]
+            dst[s, I][d] = self.interp_component(src, s, d, foot[s, k, I], fluid, hi) * open_lo[I][d]
 
     @ti.kernel
     def maccormack_smoke(self, q: nd, q_fwd: nd, q_bwd: nd, foot: nd, q_adv: nd, fluid: nd, s: ti.i32, k: ti.i32):
@@ -79,6 +79,6 @@ class AdvectKernels:
         """MacCormack correction of face component d, clamped to the extrema of v around its forward foot."""
         for I in ti.grouped(fluid):
             hi = self.last_cell(fluid)
-            lo, up = self.component_minmax(v, s, d, foot[s, k, I], hi)
+            lo, up = self.component_minmax(v, s, d, foot[s, k, I], fluid, hi)
             corrected = v_fwd[s, I][d] + 0.5 * (v[s, I][d] - v_bwd[s, I][d])
             v_adv[s, I][d] = ti.min(ti.max(corrected, lo), up) * open_lo[I][d]

@@ -66,6 +66,8 @@ class GasConfig:
     """Cells per axis; 2 entries for a 2D grid, 3 for 3D."""
     cell_size: float = 1.0 / 32
     """Edge length h of a cell [m]; the box spans ``resolution · cell_size``."""
+    origin: tuple[float, ...] | None = None
+    """Position of the box's low corner [m] (default: the origin). Fan centers are in these world coordinates."""
     dt: float = 0.03
     """Substep length [s] (FluidLab: 0.03)."""
     substeps: int = 1
@@ -115,6 +117,8 @@ class GasConfig:
         for i, n in enumerate(res):
             check_int(f"resolution[{i}]", n, 2, 4096)
         check_positive("cell_size", self.cell_size)
+        if self.origin is not None:
+            _check_vector("origin", self.origin, len(res))
         check_range("dt", self.dt, 0.0, 10.0, low_inclusive=False)
         check_int("substeps", self.substeps, 1, 10_000)
         check_int("smoke_channels", self.smoke_channels, 1, 16)
@@ -156,6 +160,11 @@ class GasConfig:
     def extent(self) -> tuple[float, ...]:
         """Size of the box [m] per axis."""
         return tuple(n * self.cell_size for n in self.resolution)
+
+    @property
+    def lower(self) -> tuple[float, ...]:
+        """Position of the box's low corner [m]."""
+        return tuple(float(o) for o in self.origin) if self.origin is not None else (0.0,) * self.dim
 
     @property
     def control_dt(self) -> float:

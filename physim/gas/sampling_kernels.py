@@ -9,7 +9,9 @@ enough to compile in seconds. All functions work in 2D and 3D (loops over axes a
 corners are unrolled at compile time) and take the grid's arrays as arguments
 (Taichi ndarrays), so one compiled kernel serves every grid size. They are
 differentiable almost everywhere (the floor of a position has no gradient; the
-interpolation weights do). ``hi`` is the index of the last cell per axis.
+interpolation weights do). ``hi`` is the index of the last cell per axis. Next to
+solid cells, stencil corners inside solids are left out and the weights renormalised,
+so a solid region bounds the flow exactly like the box walls do.
 """
 
 import taichi as ti
@@ -42,6 +44,18 @@ class SamplingFuncs:
         return vf[s, Jc][d] * inside
 
     @ti.func
+    def face_weight(self, fluid: ti.template(), d: ti.template(), J, hi):
+        """1 if the d-face J touches a fluid cell, else 0 (a face inside a solid is no sample of the flow).
+
+        A closed face between fluid and solid keeps its weight: its zero normal velocity is
+        the no-through condition. J may be the high wall face (J[d] = hi[d] + 1).
+        """
+        e = ti.Vector.unit(self.dim, d, ti.i32)
+        above = fluid[ti.min(ti.max(J, 0), hi)] * ti.cast(J[d] <= hi[d], self.real)
+        below = fluid[ti.min(ti.max(J - e, 0), hi)] * ti.cast(J[d] >= 1, self.real)
+        return ti.max(above, below)
+
+    @ti.func
     def face_base(self, d: ti.template(), x, hi):
         """Lower corner and fractions of the stencil of the d-faces at x (d-faces run 0..hi[d] + 1 along d)."""
         g = x - 0.5
@@ -52,12 +66,23 @@ class SamplingFuncs:
         return base, g - ti.cast(base, self.real)
 
     @ti.func
-    def interp_component(self, vf: ti.template(), s, d: ti.template(), x, hi):
-        """Multilinear interpolation of velocity component d of ``vf[s]`` at position x."""
+    def interp_component(self, vf: ti.template(), s, d: ti.template(), x, fluid: ti.template(), hi):
+        """Multilinear interpolation of velocity component d of ``vf[s]`` at position x.
+
+        With solids, faces buried in solid cells are left out and the weights renormalised,
+        so a solid layer acts like the box walls (free slip) rather than as still air.
+        """
         base, f = self.face_base(d, x, hi)
         val = ti.cast(0.0, self.real)
+        wsum = ti.cast(0.0, self.real)
         for off in ti.static(ti.grouped(ti.ndrange(*self.corners))):
-            val += self.lerp_weight(off, f) * self.face_value(vf, s, d, base + off, hi)
+            w = self.lerp_weight(off, f)
+            if ti.static(self.has_solids):
+                w *= self.face_weight(fluid, d, base + off, hi)
+            val += w * self.face_value(vf, s, d, base + off, hi)
+            wsum += w
+        if ti.static(self.has_solids):
+            val /= ti.max(wsum, 1e-12)
         return val
 
     @ti.func
@@ -68,29 +93,36 @@ class SamplingFuncs:
         return base, g - ti.cast(base, self.real)
 
     @ti.func
-    def interp_center_velocity(self, vc: ti.template(), s, x, hi):
-        """Velocity at x, interpolated from the cell-centered velocities ``vc[s]``."""
+    def interp_center_velocity(self, vc: ti.template(), s, x, fluid: ti.template(), hi):
+        """Velocity at x, interpolated from the cell-centered velocities ``vc[s]`` of fluid cells."""
         base, f = self.cell_base(x, hi)
         u = ti.Vector.zero(self.real, self.dim)
+        wsum = ti.cast(0.0, self.real)
         for off in ti.static(ti.grouped(ti.ndrange(*self.corners))):
-            u += self.lerp_weight(off, f) * vc[s, base + off]
+            w = self.lerp_weight(off, f)
+            if ti.static(self.has_solids):
+                w *= fluid[base + off]
+            u += w * vc[s, base + off]
+            wsum += w
+        if ti.static(self.has_solids):
+            u /= ti.max(wsum, 1e-12)
         return u
 
     @ti.func
-    def backtrace(self, vc: ti.template(), s, x, dtg, hi):
+    def backtrace(self, vc: ti.template(), s, x, dtg, fluid: ti.template(), hi):
         """Foot of the characteristic through x, traced back by dtg = dt/h through ``vc[s]``."""
         y = x
         if ti.static(self.backtrace_order == 1):
-            y = x - dtg * self.interp_center_velocity(vc, s, x, hi)
+            y = x - dtg * self.interp_center_velocity(vc, s, x, fluid, hi)
         elif ti.static(self.backtrace_order == 2):
-            k1 = self.interp_center_velocity(vc, s, x, hi)
-            k2 = self.interp_center_velocity(vc, s, x - 0.5 * dtg * k1, hi)
+            k1 = self.interp_center_velocity(vc, s, x, fluid, hi)
+            k2 = self.interp_center_velocity(vc, s, x - 0.5 * dtg * k1, fluid, hi)
             y = x - dtg * k2
         else:
             # Ralston's third-order scheme (FluidLab's); weights 2/9, 3/9, 4/9 written exactly.
-            k1 = self.interp_center_velocity(vc, s, x, hi)
-            k2 = self.interp_center_velocity(vc, s, x - 0.5 * dtg * k1, hi)
-            k3 = self.interp_center_velocity(vc, s, x - 0.75 * dtg * k2, hi)
+            k1 = self.interp_center_velocity(vc, s, x, fluid, hi)
+            k2 = self.interp_center_velocity(vc, s, x - 0.5 * dtg * k1, fluid, hi)
+            k3 = self.interp_center_velocity(vc, s, x - 0.75 * dtg * k2, fluid, hi)
             y = x - dtg * (2.0 * k1 + 3.0 * k2 + 4.0 * k3) / 9.0
         return y
 
@@ -124,15 +156,16 @@ class SamplingFuncs:
         return lo, up
 
     @ti.func
-    def component_minmax(self, vf: ti.template(), s, d: ti.template(), x, hi):
+    def component_minmax(self, vf: ti.template(), s, d: ti.template(), x, fluid: ti.template(), hi):
         """Extrema of velocity component d of ``vf[s]`` over the stencil at x (MacCormack limiter)."""
         base, _f = self.face_base(d, x, hi)
         lo = ti.cast(1e30, self.real)
         up = ti.cast(-1e30, self.real)
         for off in ti.static(ti.grouped(ti.ndrange(*self.corners))):
             v = self.face_value(vf, s, d, base + off, hi)
-            lo = ti.min(lo, v)
-            up = ti.max(up, v)
+            if self.face_weight(fluid, d, base + off, hi) > 0:
+                lo = ti.min(lo, v)
+                up = ti.max(up, v)
         return lo, up
 
     @ti.func

@@ -237,9 +237,9 @@ class GasSimulator:
         return cell_velocity(v)
 
     def cell_centers(self) -> torch.Tensor:
-        """Positions of the cell centers [m], shape (*resolution, dim)."""
-        axes = [(torch.arange(n, dtype=self.dtype, device=self.device) + 0.5) * self.cfg.cell_size
-                for n in self.cfg.resolution]
+        """Positions of the cell centers [m] (world coordinates, see `GasConfig.origin`), shape (*resolution, dim)."""
+        axes = [lo + (torch.arange(n, dtype=self.dtype, device=self.device) + 0.5) * self.cfg.cell_size
+                for n, lo in zip(self.cfg.resolution, self.cfg.lower)]
         return torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1)
 
     @property
@@ -282,7 +282,12 @@ class GasSimulator:
         q = self._check("state.smoke", state.smoke, (*res, cfg.smoke_channels))
         p = self._check("state.pressure", state.pressure, res)
         if cfg.fan_count:
-            fans = (self._check_action(self.default_action() if action is None else action),)
+            fans = self._check_action(self.default_action() if action is None else action)
+            if cfg.origin is not None:  # the kernels measure positions from the box's low corner
+                shift = torch.zeros(cfg.action_width, dtype=self.dtype, device=self.device)
+                shift[: cfg.dim] = torch.tensor(cfg.lower, dtype=self.dtype)
+                fans = fans - shift
+            fans = (fans,)
         else:
             if action is not None and action.numel():
                 raise ConfigError("action", tuple(action.shape), "None or an empty tensor: this grid has no fans")
@@ -290,7 +295,8 @@ class GasSimulator:
         v1, q1, p1 = self._op(v, q, p, *fans, buoyancy, smoke_dissipation, velocity_dissipation)
         if cfg.check_finite:
             for name, t in (("velocity", v1), ("smoke", q1), ("pressure", p1)):
-                if not bool(torch.isfinite(t).all()):
+                # One reduction per field: a NaN or inf anywhere makes the sum non-finite.
+                if not bool(torch.isfinite(t.detach().sum())):
                     substep = round(float(state.time) / cfg.dt) + cfg.substeps
                     raise SimulationDiverged(substep, f"gas {name}", "contains NaN or inf (check the fans and dt)")
         return GasState(velocity=v1, smoke=q1, pressure=p1, time=state.time + cfg.control_dt)
