@@ -85,6 +85,7 @@ def info(cfg: InfoConfig | None = None) -> dict[str, str]:
 COMMANDS: dict[str, str | dict[str, str]] = {
     "info": "physim.cli:InfoConfig:info",
     "demo": "physim.demo:DemoConfig:cli_demo",
+    "gas": {"demo": "physim.gas.demo:GasDemoConfig:cli_demo"},
 }
 
 

@@ -6,10 +6,12 @@ MacCormack passes) have their own slice s. Every array is written once per contr
 step, so Taichi's reverse-mode autodiff of each kernel is exact. All data lives in
 ndarrays passed to the kernels as arguments (see `physim.gas.port_kernels`).
 
-Memory per cell, 3D, one substep, semi-Lagrangian: 48 values with a gradient (state
-slices 2 × 7, intermediates 24, inputs and outputs 14) and 13 without (masks, solver
-scratch: 2 for Jacobi, 6 for CG); float32 at 128³ that is ~0.9 GB, independent of the
-number of Jacobi sweeps. MacCormack adds 12 + 12 values per cell, each substep 31.
+Memory per cell, 3D, one substep, semi-Lagrangian, one smoke channel: 43 values with a
+gradient (two state slices of 5, intermediates 23 of which 12 are foot points, inputs
+and outputs 10), so 86 counting their gradients, plus 9 for the masks and 2 for the
+Jacobi scratch (6 for CG): ~97 values, 390 bytes in float32. FluidLab's 128³ takes
+~0.8 GB, its 128 × 7 × 128 slab 45 MB, independently of the number of Jacobi sweeps.
+MacCormack adds 20 values with gradients per cell (160 bytes in float32), each further substep 28.
 """
 
 import numpy as np
@@ -148,20 +150,25 @@ class GasArrays(SamplingFuncs, AdvectKernels, ForceKernels, PressureKernels):
             p_out[I] = p[1, I]
 
     # -- programs ------------------------------------------------------------------------------
-    def control_step(self, run, dt: float, h: float) -> None:
-        """Launch one control step through `run` (a `KernelRecorder`)."""
+    def control_step(self, run, dt: float, h: float, restoring: bool = False) -> None:
+        """Launch one control step through `run` (a `KernelRecorder`).
+
+        With `restoring` (a re-run that only restores intermediates for a backward pass),
+        the last substep's pressure solve is recorded for its adjoint but not run: what
+        follows it is linear and needs none of its output.
+        """
         run(self.load, self.v_in, self.q_in, self.p_in, self.v, self.q, self.p, self.open_lo, self.fluid)
         for s in range(self.S):
-            self.substep(run, s, dt, h)
+            self.substep(run, s, dt, h, skip_solve=restoring and s == self.S - 1)
         run(self.store, self.v, self.q, self.p, self.v_out, self.q_out, self.p_out, self.fluid, self.S)
 
-    def projection(self, run, h: float) -> None:
+    def projection(self, run, h: float, restoring: bool = False) -> None:
         """Launch a projection of ``v_in`` alone (warm-started from ``p_in``) into ``v_out``, ``p_out``."""
         run(self.load_projection, self.v_in, self.p_in, self.v_star, self.p, self.open_lo, self.fluid)
-        self.project(run, 0, h)
+        self.project(run, 0, h, skip_solve=restoring)
         run(self.store_projection, self.v, self.p, self.v_out, self.p_out, self.fluid)
 
-    def substep(self, run, s: int, dt: float, h: float) -> None:
+    def substep(self, run, s: int, dt: float, h: float, skip_solve: bool = False) -> None:
         """Launch substep s: advect, sources and forces, then project."""
         dtg, dim, fluid = dt / h, self.dim, self.fluid
         back = dim + 1  # offset of the backward pass's foot points
@@ -186,10 +193,10 @@ class GasArrays(SamplingFuncs, AdvectKernels, ForceKernels, PressureKernels):
         run(self.smoke_sources, self.q_adv, self.q, self.fans, self.smoke_dissipation, fluid, s, dt, h)
         run(self.velocity_forces, self.v_adv, self.q, self.fans, self.buoyancy, self.velocity_dissipation,
             self.v_star, self.open_lo, fluid, s, dt, h)
-        self.project(run, s, h)
+        self.project(run, s, h, skip_solve)
 
-    def project(self, run, s: int, h: float) -> None:
+    def project(self, run, s: int, h: float, skip_solve: bool = False) -> None:
         """Launch the projection of v*[s] into v[s+1] (divergence, pressure solve, gradient subtraction)."""
         run(self.divergence, self.v_star, self.div, self.fluid, s, 1.0 / h)
-        run(self.solver, s)
+        run(self.solver.adjoint_only if skip_solve else self.solver, s)
         run(self.subtract_gradient, self.v_star, self.p, self.v, self.open_lo, self.fluid, s, 1.0 / h)

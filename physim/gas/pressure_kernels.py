@@ -67,18 +67,6 @@ class PressureKernels:
             acc += open_lo[I][d] * f[ti.max(I - e, 0)] + open_hi[I][d] * f[ti.min(I + e, hi)]
         return acc
 
-    @ti.func
-    def weighted_neighbour_sum(self, f: ti.template(), I, inv_n: ti.template(), open_lo: ti.template(),
-                               open_hi: ti.template(), hi):
-        """Σ over the open faces of cell I of f / n at the neighbour (the transposed Jacobi stencil)."""
-        acc = ti.cast(0.0, self.real)
-        for d in ti.static(range(self.dim)):
-            e = ti.Vector.unit(self.dim, d, ti.i32)
-            Im = ti.max(I - e, 0)
-            Ip = ti.min(I + e, hi)
-            acc += open_lo[I][d] * f[Im] * inv_n[Im] + open_hi[I][d] * f[Ip] * inv_n[Ip]
-        return acc
-
     @ti.kernel
     def p_to_scratch(self, p: nd, dst: nd, fluid: nd, s: ti.i32, use: ti.i32):
         for I in ti.grouped(fluid):
@@ -104,29 +92,38 @@ class PressureKernels:
             dst[I] = val
 
     @ti.kernel
-    def jacobi_sweep_adjoint(self, gsrc: nd, gdst: nd, div_grad: nd, inv_n: nd, open_lo: nd, open_hi: nd,
+    def jacobi_sweep_adjoint(self, hsrc: nd, hdst: nd, div_grad: nd, inv_n: nd, open_lo: nd, open_hi: nd,
                              fluid: nd, s: ti.i32, h2_: ti.f64, omega_: ti.f64):
-        """Transpose of `jacobi_sweep`: gdst = ∂L/∂src given gsrc = ∂L/∂dst; accumulates ∂L/∂div[s]."""
+        """Transpose of `jacobi_sweep` in scaled variables h = M⁻¹ ∂L/∂φ; accumulates ∂L/∂div[s].
+
+        With g = ∂L/∂dst, the transpose is ∂L/∂src_J = (1 − ω) g_J + ω Σ_open g_I / n_I and
+        ∂L/∂div_I = −ω h² g_I / n_I. In h = g/n it becomes the forward sweep without
+        right-hand side, h' = (1 − ω) h + ω Σ_open h_J / n, plus div_grad −= ω h² h.
+        """
         for I in ti.grouped(fluid):
             hi = self.last_cell(fluid)
             h2 = ti.cast(h2_, self.real)
             omega = ti.cast(omega_, self.real)
             val = ti.cast(0.0, self.real)
             if inv_n[I] > 0:
-                val = (1.0 - omega) * gsrc[I] + omega * self.weighted_neighbour_sum(gsrc, I, inv_n, open_lo, open_hi,
-                                                                                      hi)
-                div_grad[s, I] += -omega * h2 * inv_n[I] * gsrc[I]
-            gdst[I] = val
+                val = (1.0 - omega) * hsrc[I] + omega * self.neighbour_sum(hsrc, I, open_lo, open_hi, hi) * inv_n[I]
+                div_grad[s, I] += -omega * h2 * hsrc[I]
+            hdst[I] = val
+
+    @ti.kernel
+    def p_grad_to_scaled(self, p_grad: nd, dst: nd, inv_n: nd, s: ti.i32):
+        for I in ti.grouped(inv_n):
+            dst[I] = p_grad[s + 1, I] * inv_n[I]
+
+    @ti.kernel
+    def scaled_to_p_grad(self, src: nd, p_grad: nd, n_open: nd, fluid: nd, s: ti.i32):
+        for I in ti.grouped(fluid):
+            p_grad[s, I] += src[I] * ti.cast(n_open[I], self.real) * fluid[I]
 
     @ti.kernel
     def p_grad_to_scratch(self, p_grad: nd, dst: nd, fluid: nd, s: ti.i32):
         for I in ti.grouped(fluid):
             dst[I] = p_grad[s + 1, I] * fluid[I]
-
-    @ti.kernel
-    def scratch_to_p_grad(self, src: nd, p_grad: nd, fluid: nd, s: ti.i32):
-        for I in ti.grouped(fluid):
-            p_grad[s, I] += src[I] * fluid[I]
 
     @ti.kernel
     def scratch_to_div_grad(self, src: nd, div_grad: nd, fluid: nd, s: ti.i32, scale_: ti.f64):
@@ -202,6 +199,16 @@ class PressureKernels:
             d[I] = z[I] + ti.cast(beta_, self.real) * d[I]
 
 
+class _AdjointOnly:
+    """A solver as the recorder sees it when only its adjoint is needed: the forward call does nothing."""
+
+    def __init__(self, solver):
+        self.grad = solver.grad
+
+    def __call__(self, s: int) -> None:
+        pass
+
+
 class JacobiSolve:
     """`jacobi_iterations` sweeps from φ[s] (or 0) to φ[s+1], with an exact adjoint and O(1) extra memory."""
 
@@ -211,6 +218,7 @@ class JacobiSolve:
         self.omega = float(cfg.jacobi_omega)
         self.h2 = float(cfg.cell_size) ** 2
         self.warm = int(cfg.warm_start)
+        self.adjoint_only = _AdjointOnly(self)
 
     def __call__(self, s: int) -> None:
         a = self.a
@@ -226,12 +234,12 @@ class JacobiSolve:
         a = self.a
         x, y = a.scratch[0], a.scratch[1]
         geo = (a.inv_n, a.open_lo, a.open_hi, a.fluid)
-        a.p_grad_to_scratch(a.p.grad, x, a.fluid, s)
+        a.p_grad_to_scaled(a.p.grad, x, a.inv_n, s)
         for _ in range(self.iterations):
             a.jacobi_sweep_adjoint(x, y, a.div.grad, *geo, s, self.h2, self.omega)
             x, y = y, x
         if self.warm:
-            a.scratch_to_p_grad(x, a.p.grad, a.fluid, s)
+            a.scaled_to_p_grad(x, a.p.grad, a.n_open, a.fluid, s)
 
 
 class CGSolve:
@@ -246,6 +254,7 @@ class CGSolve:
         self.last_iterations = 0
         self.last_residual = 0.0
         self._warned = False
+        self.adjoint_only = _AdjointOnly(self)
 
     def _project(self, field) -> None:
         a = self.a

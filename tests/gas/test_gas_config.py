@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import run_python
 from gas_helpers import F64, small_config
 
 from physim.errors import ConfigError
@@ -110,3 +111,11 @@ def test_circulation_presets():
     assert torch.nonzero((~circulation_solid(cpu))[0, :, 0]).flatten().tolist() == [15, 16]
     with pytest.raises(ValueError, match="^quality="):
         circulation_config("gpu")
+
+
+def test_importing_physim_gas_loads_no_backend():
+    """Verify that `import physim.gas` (configs, presets, geometry) imports neither Taichi nor matplotlib."""
+    res = run_python("-c", "import sys, json, physim.gas; print(json.dumps([m for m in ('taichi', 'warp', "
+                     "'matplotlib', 'imageio') if m in sys.modules]))")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip().splitlines()[-1] == "[]"
