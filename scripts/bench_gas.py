@@ -129,9 +129,9 @@ def bench_memory(steps: int, ks: list[int]) -> None:
         rows.append(json.loads(res.stdout.strip().splitlines()[-1]))
     base = next(r for r in rows if r["k"] == 0)
     for r in rows:
-        print(f"| {r['k'] or 'none'} | {r['checkpoints']} | {r['peak_bytes'] / 1e6:.1f} | "
-              f"{r['peak_bytes'] / base['peak_bytes']:.3f} | {r['seconds']:.2f} | {r['seconds'] / base['seconds']:.2f} |",
-              flush=True)
+        mem, sec = r["peak_bytes"], r["seconds"]
+        print(f"| {r['k'] or 'none'} | {r['checkpoints']} | {mem / 1e6:.1f} | {mem / base['peak_bytes']:.3f} | "
+              f"{sec:.2f} | {sec / base['seconds']:.2f} |", flush=True)
 
 
 def bench_solvers(repeats: int) -> None:
