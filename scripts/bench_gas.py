@@ -90,7 +90,7 @@ def bench_speed(steps: int, repeats: int) -> None:
 
 def probe_memory(k: int, steps: int) -> dict:
     """One memory measurement (run in its own process by `bench_memory`)."""
-    from physim._src.memprobe import _reset_peak_rss, _status_kib
+    from physim._src.memprobe import peak_memory
 
     sim = GasSimulator(_plume(32))
     s0 = _start(sim)
@@ -103,19 +103,8 @@ def probe_memory(k: int, steps: int) -> dict:
         return out.checkpoints
 
     run(2)
-    cuda = sim.device.type == "cuda"
-    if cuda:
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-    else:
-        _reset_peak_rss()
-        base = _status_kib("VmRSS") * 1024
-    t0 = time.perf_counter()
-    stored = run(steps)
-    seconds = time.perf_counter() - t0
-    peak = torch.cuda.max_memory_allocated() - base if cuda else _status_kib("VmHWM") * 1024 - base
-    return {"k": k, "checkpoints": stored, "peak_bytes": int(peak), "seconds": seconds, "device": str(sim.device)}
+    stored, peak, seconds = peak_memory(lambda: run(steps), cuda=sim.device.type == "cuda")
+    return {"k": k, "checkpoints": stored, "peak_bytes": peak, "seconds": seconds, "device": str(sim.device)}
 
 
 def bench_memory(steps: int, ks: list[int]) -> None:

@@ -50,7 +50,7 @@ class AdvectKernels:
             hi = self.last_cell(fluid)
             val = ti.Vector.zero(self.real, self.C)
             if fluid[I] > 0:
-                val = self.interp_smoke(src, s, foot[s, k, I], fluid, hi)
+                val = self.interp_cells(src, s, foot[s, k, I], fluid, hi, self.C)
             dst[s, I] = val
 
     @ti.kernel

@@ -79,26 +79,14 @@ class PressureKernels:
 
     @ti.kernel
     def jacobi_sweep(self, src: nd, dst: nd, div: nd, inv_n: nd, open_lo: nd, open_hi: nd, fluid: nd, s: ti.i32,
-                     h2_: ti.f64, omega_: ti.f64):
-        """dst = (1 − ω) src + ω (Σ_open src_J − h² div) / n on fluid cells (0 elsewhere)."""
-        for I in ti.grouped(fluid):
-            hi = self.last_cell(fluid)
-            h2 = ti.cast(h2_, self.real)
-            omega = ti.cast(omega_, self.real)
-            val = ti.cast(0.0, self.real)
-            if inv_n[I] > 0:
-                update = (self.neighbour_sum(src, I, open_lo, open_hi, hi) - h2 * div[s, I]) * inv_n[I]
-                val = (1.0 - omega) * src[I] + omega * update
-            dst[I] = val
+                     h2_: ti.f64, omega_: ti.f64, adjoint: ti.template()):
+        """One damped Jacobi sweep on fluid cells (0 elsewhere), forward or transposed.
 
-    @ti.kernel
-    def jacobi_sweep_adjoint(self, hsrc: nd, hdst: nd, div_grad: nd, inv_n: nd, open_lo: nd, open_hi: nd,
-                             fluid: nd, s: ti.i32, h2_: ti.f64, omega_: ti.f64):
-        """Transpose of `jacobi_sweep` in scaled variables h = M⁻¹ ∂L/∂φ; accumulates ∂L/∂div[s].
-
-        With g = ∂L/∂dst, the transpose is ∂L/∂src_J = (1 − ω) g_J + ω Σ_open g_I / n_I and
-        ∂L/∂div_I = −ω h² g_I / n_I. In h = g/n it becomes the forward sweep without
-        right-hand side, h' = (1 − ω) h + ω Σ_open h_J / n, plus div_grad −= ω h² h.
+        Forward: dst = (1 − ω) src + ω (Σ_open src_J − h² div) / n.
+        Adjoint (`div` is then ∂L/∂div): with g = ∂L/∂dst the transpose is
+        ∂L/∂src_J = (1 − ω) g_J + ω Σ_open g_I / n_I and ∂L/∂div_I = −ω h² g_I / n_I. In the
+        scaled variable h = g / n it is the forward sweep without right-hand side,
+        h' = (1 − ω) h + ω Σ_open h_J / n, plus ∂L/∂div −= ω h² h.
         """
         for I in ti.grouped(fluid):
             hi = self.last_cell(fluid)
@@ -106,9 +94,13 @@ class PressureKernels:
             omega = ti.cast(omega_, self.real)
             val = ti.cast(0.0, self.real)
             if inv_n[I] > 0:
-                val = (1.0 - omega) * hsrc[I] + omega * self.neighbour_sum(hsrc, I, open_lo, open_hi, hi) * inv_n[I]
-                div_grad[s, I] += -omega * h2 * hsrc[I]
-            hdst[I] = val
+                total = self.neighbour_sum(src, I, open_lo, open_hi, hi)
+                if ti.static(adjoint):
+                    div[s, I] += -omega * h2 * src[I]
+                else:
+                    total -= h2 * div[s, I]
+                val = (1.0 - omega) * src[I] + omega * total * inv_n[I]
+            dst[I] = val
 
     @ti.kernel
     def p_grad_to_scaled(self, p_grad: nd, dst: nd, inv_n: nd, s: ti.i32):
@@ -134,13 +126,6 @@ class PressureKernels:
     def div_to_rhs(self, div: nd, dst: nd, fluid: nd, s: ti.i32, scale_: ti.f64):
         for I in ti.grouped(fluid):
             dst[I] = ti.cast(scale_, self.real) * div[s, I] * fluid[I]
-
-    @ti.kernel
-    def fluid_sum(self, f: nd, fluid: nd) -> ti.f64:
-        acc = ti.cast(0.0, ti.f64)
-        for I in ti.grouped(fluid):
-            acc += ti.cast(f[I] * fluid[I], ti.f64)
-        return acc
 
     @ti.kernel
     def shift_fluid(self, f: nd, fluid: nd, value_: ti.f64):
@@ -226,7 +211,7 @@ class JacobiSolve:
         geo = (a.inv_n, a.open_lo, a.open_hi, a.fluid)
         a.p_to_scratch(a.p, x, a.fluid, s, self.warm)
         for _ in range(self.iterations):
-            a.jacobi_sweep(x, y, a.div, *geo, s, self.h2, self.omega)
+            a.jacobi_sweep(x, y, a.div, *geo, s, self.h2, self.omega, False)
             x, y = y, x
         a.scratch_to_p(x, a.p, a.fluid, s)
 
@@ -236,7 +221,7 @@ class JacobiSolve:
         geo = (a.inv_n, a.open_lo, a.open_hi, a.fluid)
         a.p_grad_to_scaled(a.p.grad, x, a.inv_n, s)
         for _ in range(self.iterations):
-            a.jacobi_sweep_adjoint(x, y, a.div.grad, *geo, s, self.h2, self.omega)
+            a.jacobi_sweep(x, y, a.div.grad, *geo, s, self.h2, self.omega, True)
             x, y = y, x
         if self.warm:
             a.scaled_to_p_grad(x, a.p.grad, a.n_open, a.fluid, s)
@@ -258,7 +243,7 @@ class CGSolve:
 
     def _project(self, field) -> None:
         a = self.a
-        mean = a.fluid_sum(field, a.fluid) / max(a.fluid_count, 1)
+        mean = a.dot(field, a.fluid) / max(a.fluid_count, 1)
         a.shift_fluid(field, a.fluid, mean)
 
     def _solve(self, x, b) -> None:

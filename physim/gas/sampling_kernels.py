@@ -93,55 +93,43 @@ class SamplingFuncs:
         return base, g - ti.cast(base, self.real)
 
     @ti.func
-    def interp_center_velocity(self, vc: ti.template(), s, x, fluid: ti.template(), hi):
-        """Velocity at x, interpolated from the cell-centered velocities ``vc[s]`` of fluid cells."""
-        base, f = self.cell_base(x, hi)
-        u = ti.Vector.zero(self.real, self.dim)
+    def interp_cells(self, f: ti.template(), s, x, fluid: ti.template(), hi, n: ti.template()):
+        """n-vector ``f[s]`` at x, interpolated from the cell centers of fluid cells only.
+
+        Used for the smoke (solid cells hold none) and for the cell-centered velocity that
+        traces characteristics. With solids, the weights are renormalised over the fluid
+        corners; their sum is > 0 unless every corner is solid, and then the sum is 0 too.
+        """
+        base, w_f = self.cell_base(x, hi)
+        acc = ti.Vector.zero(self.real, n)
         wsum = ti.cast(0.0, self.real)
         for off in ti.static(ti.grouped(ti.ndrange(*self.corners))):
-            w = self.lerp_weight(off, f)
+            w = self.lerp_weight(off, w_f)
             if ti.static(self.has_solids):
                 w *= fluid[base + off]
-            u += w * vc[s, base + off]
+            acc += w * f[s, base + off]
             wsum += w
         if ti.static(self.has_solids):
-            u /= ti.max(wsum, 1e-12)
-        return u
+            acc /= ti.max(wsum, 1e-12)
+        return acc
 
     @ti.func
     def backtrace(self, vc: ti.template(), s, x, dtg, fluid: ti.template(), hi):
         """Foot of the characteristic through x, traced back by dtg = dt/h through ``vc[s]``."""
         y = x
         if ti.static(self.backtrace_order == 1):
-            y = x - dtg * self.interp_center_velocity(vc, s, x, fluid, hi)
+            y = x - dtg * self.interp_cells(vc, s, x, fluid, hi, self.dim)
         elif ti.static(self.backtrace_order == 2):
-            k1 = self.interp_center_velocity(vc, s, x, fluid, hi)
-            k2 = self.interp_center_velocity(vc, s, x - 0.5 * dtg * k1, fluid, hi)
+            k1 = self.interp_cells(vc, s, x, fluid, hi, self.dim)
+            k2 = self.interp_cells(vc, s, x - 0.5 * dtg * k1, fluid, hi, self.dim)
             y = x - dtg * k2
         else:
             # Ralston's third-order scheme (FluidLab's); weights 2/9, 3/9, 4/9 written exactly.
-            k1 = self.interp_center_velocity(vc, s, x, fluid, hi)
-            k2 = self.interp_center_velocity(vc, s, x - 0.5 * dtg * k1, fluid, hi)
-            k3 = self.interp_center_velocity(vc, s, x - 0.75 * dtg * k2, fluid, hi)
+            k1 = self.interp_cells(vc, s, x, fluid, hi, self.dim)
+            k2 = self.interp_cells(vc, s, x - 0.5 * dtg * k1, fluid, hi, self.dim)
+            k3 = self.interp_cells(vc, s, x - 0.75 * dtg * k2, fluid, hi, self.dim)
             y = x - dtg * (2.0 * k1 + 3.0 * k2 + 4.0 * k3) / 9.0
         return y
-
-    @ti.func
-    def interp_smoke(self, qf: ti.template(), s, x, fluid: ti.template(), hi):
-        """Smoke of ``qf[s]`` at x, interpolated from fluid cells only (solid cells hold no smoke)."""
-        base, f = self.cell_base(x, hi)
-        acc = ti.Vector.zero(self.real, self.C)
-        wsum = ti.cast(0.0, self.real)
-        for off in ti.static(ti.grouped(ti.ndrange(*self.corners))):
-            w = self.lerp_weight(off, f)
-            if ti.static(self.has_solids):
-                w *= fluid[base + off]
-            acc += w * qf[s, base + off]
-            wsum += w
-        if ti.static(self.has_solids):
-            # Renormalise over the fluid corners; wsum > 0 unless every corner is solid, and then acc = 0 too.
-            acc /= ti.max(wsum, 1e-12)
-        return acc
 
     @ti.func
     def smoke_minmax(self, qf: ti.template(), s, x, fluid: ti.template(), hi):
