@@ -33,8 +33,8 @@ from physim.gas import FanConfig, GasConfig, GasSimulator, circulation_config, c
 
 def _plume(n: int, **kw) -> GasConfig:
     fan = FanConfig(center=(0.5, 0.15, 0.5), direction=(0.0, 1.0, 0.0), strength=8.0, radius=0.06, mix=0.5)
-    return GasConfig(resolution=(n, n, n), cell_size=1.0 / n, dt=0.03, buoyancy=2.0, jacobi_iterations=50,
-                     jacobi_omega=1.0, fans=(fan,), **kw)
+    settings = {"dt": 0.03, "buoyancy": 2.0, "jacobi_iterations": 50, "jacobi_omega": 1.0, "fans": (fan,), **kw}
+    return GasConfig(resolution=(n, n, n), cell_size=1.0 / n, **settings)
 
 
 def _grids() -> dict[str, tuple[GasConfig, torch.Tensor | None]]:

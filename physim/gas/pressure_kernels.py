@@ -78,29 +78,34 @@ class PressureKernels:
             p[s + 1, I] = src[I]
 
     @ti.kernel
-    def jacobi_sweep(self, src: nd, dst: nd, div: nd, inv_n: nd, open_lo: nd, open_hi: nd, fluid: nd, s: ti.i32,
-                     h2_: ti.f64, omega_: ti.f64, adjoint: ti.template()):
-        """One damped Jacobi sweep on fluid cells (0 elsewhere), forward or transposed.
+    def jacobi_sweeps(self, x: nd, y: nd, div: nd, inv_n: nd, open_lo: nd, open_hi: nd, fluid: nd, s: ti.i32,
+                      h2_: ti.f64, omega_: ti.f64, count: ti.template(), adjoint: ti.template()):
+        """`count` damped Jacobi sweeps on fluid cells (0 elsewhere), x → y → x …, forward or transposed.
 
+        Several sweeps per launch save launch overhead on small grids (each sweep is its
+        own parallel loop, so they still run one after the other).
         Forward: dst = (1 − ω) src + ω (Σ_open src_J − h² div) / n.
         Adjoint (`div` is then ∂L/∂div): with g = ∂L/∂dst the transpose is
         ∂L/∂src_J = (1 − ω) g_J + ω Σ_open g_I / n_I and ∂L/∂div_I = −ω h² g_I / n_I. In the
         scaled variable h = g / n it is the forward sweep without right-hand side,
         h' = (1 − ω) h + ω Σ_open h_J / n, plus ∂L/∂div −= ω h² h.
         """
-        for I in ti.grouped(fluid):
-            hi = self.last_cell(fluid)
-            h2 = ti.cast(h2_, self.real)
-            omega = ti.cast(omega_, self.real)
-            val = ti.cast(0.0, self.real)
-            if inv_n[I] > 0:
-                total = self.neighbour_sum(src, I, open_lo, open_hi, hi)
-                if ti.static(adjoint):
-                    div[s, I] += -omega * h2 * src[I]
-                else:
-                    total -= h2 * div[s, I]
-                val = (1.0 - omega) * src[I] + omega * total * inv_n[I]
-            dst[I] = val
+        for k in ti.static(range(count)):
+            src = ti.static(x if k % 2 == 0 else y)
+            dst = ti.static(y if k % 2 == 0 else x)
+            for I in ti.grouped(fluid):
+                hi = self.last_cell(fluid)
+                h2 = ti.cast(h2_, self.real)
+                omega = ti.cast(omega_, self.real)
+                val = ti.cast(0.0, self.real)
+                if inv_n[I] > 0:
+                    total = self.neighbour_sum(src, I, open_lo, open_hi, hi)
+                    if ti.static(adjoint):
+                        div[s, I] += -omega * h2 * src[I]
+                    else:
+                        total -= h2 * div[s, I]
+                    val = (1.0 - omega) * src[I] + omega * total * inv_n[I]
+                dst[I] = val
 
     @ti.kernel
     def p_grad_to_scaled(self, p_grad: nd, dst: nd, inv_n: nd, s: ti.i32):
@@ -194,6 +199,9 @@ class _AdjointOnly:
         pass
 
 
+_SWEEPS_PER_LAUNCH = 4  # even, so a full launch leaves the iterate where it started
+
+
 class JacobiSolve:
     """`jacobi_iterations` sweeps from φ[s] (or 0) to φ[s+1], with an exact adjoint and O(1) extra memory."""
 
@@ -205,26 +213,30 @@ class JacobiSolve:
         self.warm = int(cfg.warm_start)
         self.adjoint_only = _AdjointOnly(self)
 
-    def __call__(self, s: int) -> None:
+    def _sweep(self, rhs, s: int, adjoint: bool):
+        """Run all sweeps on the scratch pair; returns the array holding the result."""
         a = self.a
         x, y = a.scratch[0], a.scratch[1]
         geo = (a.inv_n, a.open_lo, a.open_hi, a.fluid)
-        a.p_to_scratch(a.p, x, a.fluid, s, self.warm)
-        for _ in range(self.iterations):
-            a.jacobi_sweep(x, y, a.div, *geo, s, self.h2, self.omega, False)
+        full, rest = divmod(self.iterations, _SWEEPS_PER_LAUNCH)
+        for _ in range(full):
+            a.jacobi_sweeps(x, y, rhs, *geo, s, self.h2, self.omega, _SWEEPS_PER_LAUNCH, adjoint)
+        for _ in range(rest):
+            a.jacobi_sweeps(x, y, rhs, *geo, s, self.h2, self.omega, 1, adjoint)
             x, y = y, x
-        a.scratch_to_p(x, a.p, a.fluid, s)
+        return x
+
+    def __call__(self, s: int) -> None:
+        a = self.a
+        a.p_to_scratch(a.p, a.scratch[0], a.fluid, s, self.warm)
+        a.scratch_to_p(self._sweep(a.div, s, False), a.p, a.fluid, s)
 
     def grad(self, s: int) -> None:
         a = self.a
-        x, y = a.scratch[0], a.scratch[1]
-        geo = (a.inv_n, a.open_lo, a.open_hi, a.fluid)
-        a.p_grad_to_scaled(a.p.grad, x, a.inv_n, s)
-        for _ in range(self.iterations):
-            a.jacobi_sweep(x, y, a.div.grad, *geo, s, self.h2, self.omega, True)
-            x, y = y, x
+        a.p_grad_to_scaled(a.p.grad, a.scratch[0], a.inv_n, s)
+        h = self._sweep(a.div.grad, s, True)
         if self.warm:
-            a.scaled_to_p_grad(x, a.p.grad, a.n_open, a.fluid, s)
+            a.scaled_to_p_grad(h, a.p.grad, a.n_open, a.fluid, s)
 
 
 class CGSolve:
