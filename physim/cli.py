@@ -93,6 +93,7 @@ COMMANDS: dict[str, str | dict[str, str]] = {
     "export": "physim.io.export:ExportConfig:cli_export",
     "optimizers": "physim.optim._cli:OptimizersConfig:list_command",
     "data": {"nse": "physim.spectral.data:NSEDataConfig:generate_cli"},
+    "gas": {"demo": "physim.gas.demo:GasDemoConfig:cli_demo"},
 }
 
 

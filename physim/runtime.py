@@ -14,6 +14,7 @@ Kernel caches live under ``~/.cache`` (``PHYSIM_CACHE_DIR`` overrides), never in
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import io
 import logging
@@ -184,7 +185,18 @@ def init_taichi():
                 )
             _taichi_seed = _seed
             _taichi = ti
+            # Taichi writes its offline kernel cache when its program is finalised. At interpreter exit
+            # that never happens once torch's autograd graph has referenced a TaichiOp (the program is
+            # kept alive by reference cycles), so every run would recompile every kernel; reset it explicitly.
+            atexit.register(_taichi_shutdown)
         return _taichi
+
+
+def _taichi_shutdown() -> None:
+    """Finalise Taichi's program at exit so its offline kernel cache is written."""
+    if _taichi is not None:
+        with contextlib.suppress(Exception):
+            _taichi.reset()
 
 
 def current_seed() -> int:

@@ -42,6 +42,30 @@ def _reset_peak_rss() -> None:
         raise RuntimeError("could not reset the peak resident set size (/proc/self/clear_refs)")
 
 
+def peak_memory(fn, *, cuda: bool):
+    """Run ``fn()`` and return ``(its result, peak bytes above the start, seconds)``.
+
+    The peak is torch's peak CUDA allocation on a GPU, the peak resident set size
+    (reset first) on a CPU. Call it after a warm-up, in a process of its own.
+    """
+    import torch
+
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+    else:
+        _reset_peak_rss()
+        base = _status_kib("VmRSS") * 1024
+    t0 = time.perf_counter()
+    result = fn()
+    if cuda:
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - t0
+    peak = torch.cuda.max_memory_allocated() - base if cuda else _status_kib("VmHWM") * 1024 - base
+    return result, int(peak), seconds
+
+
 def measure(backend: str, steps: int, checkpoint_every: int | None, particles: int, substeps: int) -> dict:
     import torch
 
@@ -64,22 +88,7 @@ def measure(backend: str, steps: int, checkpoint_every: int | None, particles: i
 
     run(min(steps, 3))  # compile kernels; short, so it leaves little freed memory behind
     sim.params["stiffness"].grad = None
-    cuda = sim.device.type == "cuda"
-    if cuda:
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-    else:
-        _reset_peak_rss()
-        base = _status_kib("VmRSS") * 1024
-    t0 = time.perf_counter()
-    stored = run(steps)
-    seconds = time.perf_counter() - t0
-    if cuda:
-        torch.cuda.synchronize()
-        peak = torch.cuda.max_memory_allocated() - base
-    else:
-        peak = _status_kib("VmHWM") * 1024 - base
+    stored, peak, seconds = peak_memory(lambda: run(steps), cuda=sim.device.type == "cuda")
     return {
         "backend": backend,
         "device": str(sim.device),
