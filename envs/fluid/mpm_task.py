@@ -390,8 +390,8 @@ class MPMTask:
         tool_colors = [t.color for t in spec.tools for _ in t.parts]
         ccolors = tool_colors + [(0.55, 0.55, 0.6)] * (len(cols) - len(tool_colors))
         keep = [i for i, c in enumerate(cols) if c.name != "parking"]
-        # colliders as sparse surface points (every 2.5 px): see-through, so a glass shows its contents
-        layers += collider_layer([cols[i] for i in keep], poses[keep], 2.5 / r.scale, spec.dim,
+        # colliders as sparse surface points (every 4 px): see-through, so a glass shows its contents
+        layers += collider_layer([cols[i] for i in keep], poses[keep], 4.0 / r.scale, spec.dim,
                                  [ccolors[i] for i in keep])
         # emitters: the nozzle as a small marker
         for em in self.emissions:

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from physim.envs.fluid.spec import ToolSpec
 
-__all__ = ["DETECTORS", "GasTask", "GasTaskSpec", "circulation"]
+__all__ = ["DETECTORS", "GasTask", "GasTaskSpec", "circulation", "gas_obs_dim", "gas_resolution"]
 
 #: FluidLab's detector cells (x, z) on its 128-cell grid at y-cell 64: 5 in the zone to keep warm, then 10 to cool.
 DETECTORS = ((25, 85), (35, 85), (15, 85), (25, 75), (25, 95),
@@ -72,6 +72,18 @@ class GasTaskSpec:
 
     def build(self, *, dtype: torch.dtype, device: torch.device) -> GasTask:
         return GasTask(self, dtype=dtype, device=device)
+
+
+def gas_obs_dim() -> int:
+    """Observation size: temperature and velocity at SAMPLES² points, then the aircon's pose (7)."""
+    return SAMPLES * SAMPLES * 4 + 7
+
+
+def gas_resolution(quality: str) -> tuple[int, ...]:
+    """Cells of Circulation's slab grid at a gas quality preset (no simulator is built)."""
+    from physim.gas import circulation_config
+
+    return tuple(circulation_config(quality, slab=True).resolution)
 
 
 def circulation(quality, *, horizon: int | None = None) -> GasTaskSpec:
@@ -145,7 +157,7 @@ class GasTask:
         t = spec.tools[0]
         self.initial_fan = torch.tensor([t.position[0], t.position[2], 0.0, 2000.0], **opts)
         self.inject = torch.tensor(INJECT, **opts)
-        self.obs_dim = SAMPLES * SAMPLES * 4 + 7
+        self.obs_dim = gas_obs_dim()
 
     # -- functional interface -------------------------------------------------------------------
     def initial_state(self):
