@@ -65,7 +65,11 @@ def describe(task: str, quality: str = "cpu") -> dict:
     else:
         from physim.envs.fluid.tasks.circulation import gas_obs_dim, gas_resolution
 
-        row.update(obs_dim=gas_obs_dim(), particles=0, grid=list(gas_resolution(spec.quality)), dim=3, substeps=1)
+        try:
+            grid = list(gas_resolution(spec.quality))
+        except ImportError:  # physim.gas not installed: the row still lists the spaces
+            grid = ["?"]
+        row.update(obs_dim=gas_obs_dim(), particles=0, grid=grid, dim=3, substeps=1)
     return row
 
 

@@ -126,7 +126,11 @@ class GasTask:
     """Runtime of Circulation: the state is ``(GasState, fan)`` with fan = (x, z, yaw, strength [m/s²])."""
 
     def __init__(self, spec: GasTaskSpec, *, dtype: torch.dtype, device: torch.device):
-        from physim.gas import GasSimulator, circulation_config
+        try:
+            from physim.gas import GasSimulator, circulation_config
+        except ImportError as exc:
+            raise ImportError("Circulation needs physim.gas (the Eulerian gas grid), which this installation "
+                              "lacks") from exc
 
         self.spec = spec
         self.dtype, self.device = dtype, torch.device(device)
