@@ -38,7 +38,7 @@ __all__ = ["TrainConfig", "TrainResult", "Trainer", "TrainingDiverged"]
 
 log = logging.getLogger(__name__)
 
-SCHEDULES = ("constant", "linear", "cosine")
+SCHEDULES = ("constant", "linear", "cosine", "refined")
 LOGGERS = ("tensorboard", "csv", "none")
 # Fields that may change between a run and its resumption without invalidating the checkpoint.
 _RESUMABLE_CHANGES = {"epochs", "max_wall_time", "progress", "early_stopping_patience", "log"}
@@ -67,7 +67,10 @@ class TrainConfig:
     weight_decay: float = 0.0
     """Weight decay passed to the optimizer."""
     schedule: str = "linear"
-    """Learning-rate schedule after warm-up: constant, linear (decay to 0) or cosine."""
+    """Learning-rate schedule after warm-up: constant, linear (decay to 0), cosine, or refined
+    (from the gradient norms of the earlier run in `refine_from`; see physim.optim.schedules)."""
+    refine_from: Path | None = None
+    """For schedule="refined": the run_dir of an earlier run of the same problem (its grad_norms.json)."""
     warmup_steps: int = 0
     """Optimizer steps of linear warm-up from 0 to `lr`."""
     grad_clip: float | None = None
@@ -94,6 +97,10 @@ class TrainConfig:
         check_positive("lr", self.lr)
         check_range("weight_decay", self.weight_decay, 0.0)
         check_choice("schedule", self.schedule, SCHEDULES)
+        if self.refine_from is not None:
+            object.__setattr__(self, "refine_from", Path(self.refine_from))
+        if self.schedule == "refined" and self.refine_from is None:
+            raise ConfigError("refine_from", None, "the run_dir of an earlier run for schedule='refined'")
         check_int("warmup_steps", self.warmup_steps, 0)
         if self.grad_clip is not None:
             check_positive("grad_clip", self.grad_clip)
@@ -112,6 +119,7 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["run_dir"] = str(self.run_dir)
+        d["refine_from"] = None if self.refine_from is None else str(self.refine_from)
         return d
 
 
@@ -155,35 +163,29 @@ def _to_device(batch: Any, device: torch.device) -> Any:
 
 
 def _make_optimizer(name: str, params, lr: float, weight_decay: float, kwargs: dict[str, Any]):
-    """Build an optimizer by name; returns (optimizer, needs_hessian)."""
+    """Build an optimizer through physim.optim's registry; returns (optimizer, OptimizerInfo)."""
+    from physim.optim import make_optimizer, optimizer_info
+
+    info = optimizer_info(name)
+    if weight_decay:  # passed only when set: some optimizers (CBO) have no weight decay
+        kwargs = {**kwargs, "weight_decay": weight_decay}
+    return make_optimizer(name, params, lr=lr, **kwargs), info
+
+
+def _read_grad_norms(run_dir: Path, form: str) -> list[float]:
+    """The per-step gradient norms an earlier run wrote to grad_norms.json (validated)."""
+    path = Path(run_dir) / "grad_norms.json"
+    key = "l1" if form == "adam" else "l2"
     try:
-        from physim.optim import make_optimizer, optimizer_info
-    except ImportError:
-        make_optimizer = optimizer_info = None
-    if make_optimizer is not None:
-        opt = make_optimizer(name, params, lr=lr, weight_decay=weight_decay, **kwargs)
-        return opt, bool(getattr(optimizer_info(name), "needs_hessian", False))
-    classes = {k.lower(): v for k, v in vars(torch.optim).items()
-               if isinstance(v, type) and issubclass(v, torch.optim.Optimizer) and v is not torch.optim.Optimizer}
-    cls = classes.get(name.lower())
-    if cls is None:
-        raise ConfigError("optimizer", name, "one of " + ", ".join(sorted(classes)))
-    return cls(params, lr=lr, weight_decay=weight_decay, **kwargs), False
-
-
-def _lr_lambda(schedule: str, warmup: int, total: int) -> Callable[[int], float]:
-    def factor(step: int) -> float:
-        if warmup and step < warmup:
-            return (step + 1) / warmup
-        if schedule == "constant":
-            return 1.0
-        span = max(1, total - warmup)
-        progress = min(1.0, (step - warmup) / span)
-        if schedule == "linear":
-            return max(0.0, 1.0 - progress)
-        return 0.5 * (1.0 + math.cos(math.pi * progress))
-
-    return factor
+        data = json.loads(path.read_text())
+        values = [float(v) for v in data[key]]
+    except FileNotFoundError:
+        raise ConfigError("refine_from", str(run_dir), f"a run_dir containing grad_norms.json ({path} is missing)") \
+            from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ConfigError("refine_from", str(run_dir),
+                          f"a valid grad_norms.json ({path}: {type(exc).__name__}: {exc})") from None
+    return values
 
 
 class _MetricsLog:
@@ -267,12 +269,22 @@ class Trainer:
         params = [p for p in model.parameters() if p.requires_grad]
         if not params:
             raise ConfigError("model", type(model).__name__, "a model with trainable parameters")
-        self.optimizer, self.needs_hessian = _make_optimizer(cfg.optimizer, params, cfg.lr, cfg.weight_decay,
-                                                             dict(cfg.optimizer_kwargs))
+        self.optimizer, self.optimizer_info = _make_optimizer(cfg.optimizer, params, cfg.lr, cfg.weight_decay,
+                                                              dict(cfg.optimizer_kwargs))
+        self.needs_hessian = self.optimizer_info.needs_hessian
+        self.grad_norms: dict[str, list[float]] = {"l1": [], "l2": []}
+        self._pending_norms: list[torch.Tensor] = []
+        self._graph_checked = False
         self._steps_per_epoch = self._count_batches(train_data)
         total = cfg.epochs * self._steps_per_epoch if self._steps_per_epoch else cfg.epochs * 1000
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, _lr_lambda(cfg.schedule, cfg.warmup_steps, total))
+        from physim.optim.schedules import make_scheduler, refined_form, refined_schedule
+
+        refined = None
+        if cfg.schedule == "refined":
+            form = refined_form(self.optimizer_info.name)
+            refined = refined_schedule(_read_grad_norms(cfg.refine_from, form), total_steps=max(2, total), form=form)
+        self.scheduler = make_scheduler(self.optimizer, cfg.schedule, total, warmup_steps=cfg.warmup_steps,
+                                        refined=refined)
 
     # -- data --------------------------------------------------------------------------------
     def _is_dataset(self, data: Any) -> bool:
@@ -290,6 +302,10 @@ class Trainer:
                                                collate_fn=self.collate_fn)
         return data
 
+    def to_device(self, batch: Any) -> Any:
+        """`batch` (tensors, or dicts/lists/tuples of them) moved to the training device."""
+        return _to_device(batch, self.device)
+
     def set_batch_size(self, n: int) -> None:
         """Change the batch size from the next epoch on (adaptive batch-size schemes)."""
         check_int("batch_size", n, 1)
@@ -304,7 +320,15 @@ class Trainer:
     def best_model_path(self) -> Path:
         return self.cfg.run_dir / "best.pt"
 
+    def _flush_grad_norms(self) -> None:
+        if self._pending_norms:
+            values = torch.stack(self._pending_norms).cpu().tolist()
+            self.grad_norms["l2"] += [v[0] for v in values]
+            self.grad_norms["l1"] += [v[1] for v in values]
+            self._pending_norms = []
+
     def _save_checkpoint(self, epoch: int, history, best, wall: float) -> None:
+        self._flush_grad_norms()
         state = {
             "epoch": epoch,
             "global_step": self.global_step,
@@ -317,9 +341,12 @@ class Trainer:
             "wall_time": wall,
             "config": self.cfg.to_dict(),
             "rng": {"torch": torch.get_rng_state(), "python": random.getstate()},
+            "grad_norms": self.grad_norms,
         }
         with atomic_path(self.checkpoint_path) as tmp:
             torch.save(state, tmp)
+        if self.grad_norms["l2"]:  # the trace a later schedule="refined" run is built from
+            atomic_write_text(self.cfg.run_dir / "grad_norms.json", json.dumps(self.grad_norms))
 
     def _save_best(self) -> None:
         from physim.operators.base import OperatorBase
@@ -350,6 +377,7 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.global_step = state["global_step"]
         self.batch_size = state["batch_size"]
+        self.grad_norms = state.get("grad_norms", {"l1": [], "l2": []})
         torch.set_rng_state(state["rng"]["torch"])
         random.setstate(state["rng"]["python"])
         return state["epoch"], state["history"], state["best"], state["wall_time"]
@@ -381,6 +409,67 @@ class Trainer:
         self.model.train()
         return {k: v / max(count, 1) for k, v in sums.items()}
 
+    def _check_twice_differentiable(self, loss: torch.Tensor) -> None:
+        from physim.autodiff import first_order_only_ops
+
+        ops = first_order_only_ops(loss)
+        if ops:
+            raise ConfigError(
+                "optimizer", self.cfg.optimizer,
+                f"an optimizer without Hessian-vector products: {self.optimizer_info.name} needs "
+                f"backward(create_graph=True), but the loss flows through {', '.join(ops)}, which has no second "
+                "derivatives; choose a first-order optimizer such as 'adam' or train on a pure-torch loss",
+            )
+        self._graph_checked = True
+
+    def _train_step(self, batch: Any, epoch: int) -> tuple[torch.Tensor, dict[str, float]]:
+        """One optimizer step on `batch`; returns the (detached) loss and extra metrics."""
+        cfg, info = self.cfg, self.optimizer_info
+
+        def diverged(loss: torch.Tensor) -> TrainingDiverged:
+            return TrainingDiverged(f"training loss is {float(loss.detach())} at epoch {epoch}, "
+                                    f"step {self.global_step}: lower lr or enable grad_clip")
+
+        if info.zeroth_order:
+            # Values only: the optimizer evaluates the closure at perturbed parameters, no backward.
+            # Its return value (MeZO: mean of the perturbed losses; CBO: best loss) is what gets logged.
+            def value_closure() -> torch.Tensor:
+                with torch.no_grad():
+                    return self._loss(batch)[0]
+
+            loss = torch.as_tensor(float(self.optimizer.step(value_closure)))
+            if not torch.isfinite(loss):
+                raise diverged(loss)
+            return loss, {}
+        self.optimizer.zero_grad(set_to_none=True)
+        loss, extra = self._loss(batch)
+        if not torch.isfinite(loss):
+            raise diverged(loss)
+        if self.needs_hessian and not self._graph_checked:
+            self._check_twice_differentiable(loss)
+        loss.backward(create_graph=self.needs_hessian)
+        grads = [p.grad.detach() for p in self.model.parameters() if p.grad is not None]
+        if grads:  # kept as tensors: converting here would synchronise a GPU every step
+            self._pending_norms.append(torch.stack([
+                torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])),
+                sum(g.abs().sum() for g in grads)]))
+        if cfg.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+        if info.needs_closure:  # e.g. L-BFGS re-evaluates loss and gradient itself
+            def grad_closure() -> torch.Tensor:
+                self.optimizer.zero_grad(set_to_none=True)
+                value, _ = self._loss(batch)
+                value.backward()
+                return value
+
+            self.optimizer.step(grad_closure)
+        else:
+            self.optimizer.step()
+        if self.needs_hessian:
+            # create_graph=True leaves grads that reference the graph; drop them so it is freed.
+            self.optimizer.zero_grad(set_to_none=True)
+        return loss.detach(), extra
+
     def fit(self) -> TrainResult:
         """Train until `epochs`, early stopping or the wall-time budget; resume if a checkpoint exists."""
         cfg = self.cfg
@@ -403,15 +492,7 @@ class Trainer:
                 extras: dict[str, float] = {}
                 for batch in self._batches(self.train_data, epoch, shuffle=True):
                     batch = _to_device(batch, self.device)
-                    self.optimizer.zero_grad(set_to_none=True)
-                    loss, extra = self._loss(batch)
-                    if not torch.isfinite(loss):
-                        raise TrainingDiverged(f"training loss is {float(loss.detach())} at epoch {epoch}, "
-                                               f"step {self.global_step}: lower lr or enable grad_clip")
-                    loss.backward(create_graph=self.needs_hessian)
-                    if cfg.grad_clip is not None:
-                        torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
-                    self.optimizer.step()
+                    loss, extra = self._train_step(batch, epoch)
                     self.scheduler.step()
                     self.global_step += 1
                     total += float(loss.detach())

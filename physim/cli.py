@@ -93,6 +93,7 @@ COMMANDS: dict[str, str | dict[str, str]] = {
     "sim": "physim.mpm.cli:SimConfig:run_sim",
     "trajopt": "physim.optim.trajectory.run:TrajoptConfig:cli_trajopt",
     "export": "physim.io.export:ExportConfig:cli_export",
+    "optimizers": "physim.optim._cli:OptimizersConfig:list_command",
     "envs": "physim.envs.cli:EnvsConfig:list_envs",
     "play": "physim.envs.cli:PlayConfig:play",
 }
