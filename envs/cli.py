@@ -56,7 +56,6 @@ def describe(task: str, quality: str = "cpu") -> dict:
                                                                      else [])
     if isinstance(spec, TaskSpec):
         import torch
-
         from physim.envs.fluid.mpm_task import MPMTask
 
         t = MPMTask(spec, dtype=torch.float32, device=torch.device("cpu"))
@@ -151,7 +150,6 @@ def play(cfg: PlayConfig) -> dict:
     """`physim play`: one episode, its return, and a video if asked for."""
     import gymnasium as gym
     import numpy as np
-
     import physim.envs  # noqa: F401  (registers the ids)
     from physim.envs.fluid.registry import env_id
 
@@ -182,7 +180,7 @@ def play(cfg: PlayConfig) -> dict:
                 a = np.zeros(env.action_space.shape, dtype=np.float32)
             else:
                 a = demo[t]
-            obs, reward, terminated, truncated, info = env.step(a)
+            _obs, reward, terminated, truncated, info = env.step(a)
             total += float(reward)
             steps += 1
             final_loss = info.get("loss", final_loss)

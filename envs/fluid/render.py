@@ -84,8 +84,8 @@ class Renderer:
     """Draws one scene with a fixed camera.
 
     Args:
-        camera: `physim.envs.fluid.spec.Camera`.
-        domain: (low, high) corners of the scene box [m] (drawn as a wire box).
+        camera: `physim.envs.fluid.spec.Camera` (its angles; the view is fitted to the domain).
+        domain: (low, high) corners of the scene box [m] (drawn as a wire box, filling the picture).
         dim: 2 or 3 (a planar scene is viewed face on).
         size: Image width and height [px].
         point_size: Particle spacing [m] (sets the splat radius).
@@ -100,16 +100,18 @@ class Renderer:
         right = np.cross(self.forward, [0.0, 1.0, 0.0])
         self.right = right / np.linalg.norm(right)
         self.up = np.cross(self.right, self.forward)
-        self.target = np.asarray(camera.target, dtype=float)
-        self.scale = self.size / camera.extent
         lo = np.concatenate([np.asarray(domain[0], float), [0.0] * (3 - dim)])
         hi = np.concatenate([np.asarray(domain[1], float), [0.0] * (3 - dim)])
         corners = np.array([[(lo, hi)[i][0], (lo, hi)[j][1], (lo, hi)[k][2]] for i in (0, 1) for j in (0, 1)
                             for k in (0, 1)])
+        # fit the domain's projected box into the picture with a 4 % margin
+        u, v = corners @ self.right, corners @ self.up
+        self.target = 0.5 * ((u.min() + u.max()) * self.right + (v.min() + v.max()) * self.up)
+        self.scale = 0.92 * self.size / max(u.max() - u.min(), v.max() - v.min(), 1e-9)
         edges = [(a, b) for a in range(8) for b in range(a + 1, 8) if bin(a ^ b).count("1") == 1]
         t = np.linspace(0, 1, 200)[:, None]
         self.wire = np.concatenate([corners[a] + t * (corners[b] - corners[a]) for a, b in edges])
-        self.radius = max(1, round(0.45 * point_size * self.scale))
+        self.radius = max(1, round(0.6 * point_size * self.scale))
 
     def project(self, p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Pixel columns, rows and depths of points p [m] (n, 3)."""
@@ -132,20 +134,22 @@ class Renderer:
             col = np.concatenate([c for q, c, _ in layers if len(q)])
             rad = np.concatenate([np.full(len(q), r) for q, _, r in layers if len(q)])
             x, y, depth = self.project(p)
-            order = np.argsort(-depth, kind="stable")  # far first: near points overwrite them
-            x, y, depth, col, rad = x[order], y[order], depth[order], col[order], rad[order]
             span = max(float(depth.max() - depth.min()), 1e-9)
             shade = (1.0 - 0.35 * (depth - depth.min()) / span)[:, None]
             col = np.clip(col * shade, 0, 1).astype(np.float32)
-            xi, yi = np.round(x).astype(int), np.round(y).astype(int)
+            # points far to near, each with its whole disc: numpy assigns repeated indices in order,
+            # so the nearest splat wins every pixel it covers (a z-buffer without one)
+            order = np.argsort(-depth, kind="stable")
+            xi, yi = np.round(x[order]).astype(int), np.round(y[order]).astype(int)
+            col, rad = col[order], rad[order]
             rmax = int(rad.max())
-            for dy in range(-rmax, rmax + 1):
-                for dx in range(-rmax, rmax + 1):
-                    sel = (dx * dx + dy * dy <= rad * rad + 0.5)
-                    cx, cy = xi[sel] + dx, yi[sel] + dy
-                    ok = (cx >= 0) & (cx < s) & (cy >= 0) & (cy < s)
-                    # numpy assigns repeated indices in order, so the nearest point wins
-                    img[cy[ok], cx[ok]] = col[sel][ok]
+            oy, ox = (g.ravel() for g in np.mgrid[-rmax:rmax + 1, -rmax:rmax + 1])
+            cover = ox[None, :] ** 2 + oy[None, :] ** 2 <= rad[:, None] ** 2 + 0.5  # (n, offsets)
+            cx = (xi[:, None] + ox[None, :])[cover]
+            cy = (yi[:, None] + oy[None, :])[cover]
+            ci = np.broadcast_to(np.arange(len(xi))[:, None], cover.shape)[cover]
+            ok = (cx >= 0) & (cx < s) & (cy >= 0) & (cy < s)
+            img[cy[ok], cx[ok]] = col[ci[ok]]
         out = (img * 255).astype(np.uint8)
         if caption:
             out = _caption(out, caption)

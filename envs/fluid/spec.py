@@ -139,13 +139,12 @@ class EmitterSpec:
 
 @dataclass(frozen=True, kw_only=True)
 class Camera:
-    """A fixed orthographic camera for `render()`: looks at `target` from `elevation`/`azimuth` [deg]."""
+    """A fixed orthographic camera for `render()`, fitted to the task's domain: its direction in degrees."""
 
-    target: Vec3 = (0.5, 0.5, 0.5)
     elevation: float = 25.0
+    """Angle above the horizontal plane [deg] (planar scenes are always seen face on)."""
     azimuth: float = -35.0
-    extent: float = 1.0
-    """Width of the visible square [m]."""
+    """Turn about the vertical axis [deg], 0 looking along −z."""
 
 
 LossFn = Callable[..., "object"]

@@ -6,15 +6,14 @@ import warnings
 
 import gymnasium as gym
 import numpy as np
+import physim.envs
 import pytest
 import torch
 from gymnasium.utils.env_checker import check_env
-
-import physim.envs
 from physim.envs.fluid.registry import HORIZONS, TASKS, env_id
 
 try:
-    import physim.gas  # noqa: F401
+    import physim.gas
 
     HAS_GAS = True
 except ImportError:  # physim.gas (issue 5 item 1) lands separately
@@ -63,7 +62,7 @@ def _episode(env, seed: int, steps: int):
     out = [obs]
     rewards = []
     for _ in range(steps):
-        obs, r, term, trunc, info = env.step(env.action_space.sample())
+        obs, r, _term, _trunc, _info = env.step(env.action_space.sample())
         out.append(obs)
         rewards.append(r)
     return np.stack(out), np.array(rewards)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import gymnasium as gym
 import numpy as np
+import physim.envs  # noqa: F401
 import pytest
 import torch
-
-import physim.envs  # noqa: F401
 from physim.envs.fluid.env import FluidEnv
+
 from physim.errors import ConfigError
 
 

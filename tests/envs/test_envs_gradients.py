@@ -14,10 +14,10 @@ every ε from 1e-3 to 1e-7.
 from __future__ import annotations
 
 import gymnasium as gym
+import physim.envs
 import pytest
 import torch
 
-import physim.envs  # noqa: F401
 from physim.testing import assert_grad_matches_fd
 
 try:

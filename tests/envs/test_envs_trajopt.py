@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
+import physim.envs  # noqa: F401
 import pytest
 import torch
 
-import physim.envs  # noqa: F401
 from physim.cli import main
 from physim.io import load_trajectory
 from physim.io.export import knots_from_export

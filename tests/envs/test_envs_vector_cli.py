@@ -5,9 +5,9 @@ from __future__ import annotations
 import gymnasium as gym
 import imageio.v3 as iio
 import numpy as np
+import physim.envs  # noqa: F401
 import pytest
 
-import physim.envs  # noqa: F401
 from physim.cli import main
 
 
@@ -22,8 +22,8 @@ def test_async_vector_env_steps_and_autoresets():
         obs, info = envs.reset(seed=[1, 2])
         assert obs.shape == (2, *envs.single_observation_space.shape) and obs.dtype == np.float32
         envs.action_space.seed(0)
-        for t in range(3):
-            obs, rew, term, trunc, info = envs.step(envs.action_space.sample())
+        for _t in range(3):
+            obs, rew, term, trunc, _info = envs.step(envs.action_space.sample())
             assert rew.shape == (2,) and np.isfinite(rew).all()
         assert trunc.all() and not term.any()
         obs2, rew2, _, trunc2, _ = envs.step(envs.action_space.sample())  # NEXT_STEP autoreset: a fresh episode

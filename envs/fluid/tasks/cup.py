@@ -64,7 +64,7 @@ def latte_art(quality, *, horizon: int | None = None) -> TaskSpec:
         emitters=(EmitterSpec(body="milk", tool="pitcher", velocity=(0.0, -3.0, 0.0), rate=0.01),),
         horizon=H, step_loss=lambda ctx, t, x, v, pose: goal_matching(ctx, t, x),
         demo=demo, goal_bodies=("milk",),
-        camera=Camera(target=(0.5, 0.6, 0.5), elevation=60.0, azimuth=-20.0, extent=1.1),
+        camera=Camera(elevation=60.0, azimuth=-20.0),
         loss_doc="mean over milk particles in play of ‖x − x_goal(t)‖² [m²], goal: the scripted pour",
         **res,
     )
@@ -109,7 +109,7 @@ def latte_art_stir(quality, *, horizon: int | None = None) -> TaskSpec:
                         (0.5, 0.58, 0.5)),),
         horizon=H, step_loss=lambda ctx, t, x, v, pose: goal_matching(ctx, t, x),
         demo=demo, goal_bodies=("milk",),
-        camera=Camera(target=(0.5, 0.55, 0.5), elevation=60.0, azimuth=-20.0, extent=1.1),
+        camera=Camera(elevation=60.0, azimuth=-20.0),
         loss_doc="mean over milk particles of ‖x − x_goal(t)‖² [m²], goal: a scripted stir",
         **res,
     )
@@ -152,7 +152,7 @@ def mixing(quality, *, horizon: int | None = None) -> TaskSpec:
         tools=(_stirrer(("vx", "vy", "vz"), (3.5, 3.5, 3.5), ((0.13, 0.55, 0.13), (0.87, 0.75, 0.87)),
                         (0.7, 0.6, 0.5)),),
         horizon=H, step_loss=loss, demo=demo,
-        camera=Camera(target=(0.5, 0.55, 0.5), elevation=45.0, azimuth=-25.0, extent=1.1),
+        camera=Camera(elevation=45.0, azimuth=-25.0),
         loss_doc="−(mean over all pairs of milk particles of ‖x_i − x_j‖₁) [m], exact in O(n log n)",
         **res,
     )

@@ -64,7 +64,7 @@ def ice_cream_static(quality, *, horizon: int | None = None) -> TaskSpec:
         horizon=H, step_loss=lambda ctx, t, x, v, pose: goal_matching(ctx, t, x),
         demo=lambda: _static_path(full, res["control_dt"]), goal_bodies=("ice_cream",),
         parking=(0.28, 0.08, 0.28),
-        camera=Camera(target=(0.5, 0.38, 0.5), elevation=20.0, azimuth=-30.0, extent=0.75),
+        camera=Camera(elevation=20.0, azimuth=-30.0),
         loss_doc="mean over ice-cream particles in play of ‖x − x_goal(t)‖² [m²], goal: the scripted swirl",
         **res,
     )
@@ -108,7 +108,7 @@ def ice_cream_dynamic(quality, *, horizon: int | None = None) -> TaskSpec:
         horizon=H, step_loss=lambda ctx, t, x, v, pose: goal_matching(ctx, t, x),
         demo=lambda: _dynamic_path(full, res["control_dt"]), goal_bodies=("ice_cream",),
         parking=(0.13, 0.08, 0.13),
-        camera=Camera(target=(0.5, 0.45, 0.5), elevation=20.0, azimuth=-30.0, extent=1.0),
+        camera=Camera(elevation=20.0, azimuth=-30.0),
         loss_doc="mean over ice-cream particles in play of ‖x − x_goal(t)‖² [m²], goal: a scripted spiral",
         **res,
     )

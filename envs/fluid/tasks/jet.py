@@ -76,7 +76,7 @@ def transporting(quality, *, horizon: int | None = None) -> TaskSpec:
         emitters=(EmitterSpec(body="water", tool="jetbot", nozzle=(-0.07, 0.0, 0.0), velocity=(-3.0, 0.0, 0.0),
                               rate=0.09),),
         horizon=H, step_loss=loss, demo=demo,
-        camera=Camera(target=(0.5, 0.5, 0.0), extent=1.0),
+        camera=Camera(),
         loss_doc="mean over the block's particles of |x − 0.9| [m]",
         **res,
     )
@@ -105,7 +105,7 @@ def stabilizing(quality, *, horizon: int | None = None) -> TaskSpec:
         emitters=(EmitterSpec(body="water", tool="jetbot", nozzle=(0.0, 0.07, 0.0), velocity=(0.0, 5.0, 0.0),
                               rate=0.05, jitter=0.1),),
         horizon=H, step_loss=loss,
-        camera=Camera(target=(0.5, 0.55, 0.0), extent=1.0),
+        camera=Camera(),
         loss_doc="mean over the block's particles of ‖x − x₀‖² [m²]",
         **res,
     )

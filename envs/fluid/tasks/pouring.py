@@ -70,7 +70,7 @@ def pouring(quality, *, horizon: int | None = None) -> TaskSpec:
                         limits=(10.0, 10.0, 10.0), workspace=((0.45, 0.55, z0), (0.65, 0.75, z0)),
                         color=(0.7, 0.9, 0.95)),),
         horizon=H, step_loss=loss, demo=demo,
-        camera=Camera(target=(0.5, 0.55, 0.5), elevation=15.0, azimuth=-15.0, extent=1.15),
+        camera=Camera(elevation=15.0, azimuth=-15.0),
         loss_doc="mean over milk of ‖x − x₀‖₁ + 0.2 · mean over water of |y − 0.05| [m] (FluidLab's 'default' loss)",
         **res,
     )

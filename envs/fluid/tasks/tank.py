@@ -68,7 +68,7 @@ def gathering_easy(quality, *, horizon: int | None = None) -> TaskSpec:
         bodies=(_water(), _duck("duck_a", (0.22, 0.47, 0.45), DUCK_A), _duck("duck_b", (0.28, 0.47, 0.57), DUCK_B)),
         tools=(_paddle((0.55, 0.45, 0.5), ("vx", "vz"), (1.5, 1.5), ((0.45, 0.45, 0.25), (0.92, 0.45, 0.75))),),
         horizon=H, step_loss=loss, demo=lambda: _strokes(full, res["control_dt"], 2),
-        camera=Camera(target=(0.5, 0.42, 0.5), elevation=45.0, azimuth=-20.0, extent=1.05),
+        camera=Camera(elevation=45.0, azimuth=-20.0),
         loss_doc="mean over the two ducks of their particles' mean |x − 0.8| [m]",
         **res,
     )
@@ -95,7 +95,7 @@ def gathering_o(quality, *, horizon: int | None = None) -> TaskSpec:
         colliders=(BoxCollider(name="island", position=(0.5, 0.45, 0.5), half_size=(0.2, 0.2, 0.08)),),
         tools=(_paddle((0.5, 0.45, 0.25), ("vx",), (1.5,), ((0.12, 0.45, 0.25), (0.88, 0.45, 0.25))),),
         horizon=H, step_loss=loss, demo=lambda: _strokes(full, res["control_dt"], 1),
-        camera=Camera(target=(0.5, 0.42, 0.5), elevation=50.0, azimuth=-20.0, extent=1.05),
+        camera=Camera(elevation=50.0, azimuth=-20.0),
         loss_doc="mean over the two ducks of their particles' mean (x − 0.88)² + (z − 0.78)² [m²]",
         **res,
     )
@@ -150,7 +150,7 @@ def scooping(quality, *, horizon: int | None = None) -> TaskSpec:
         horizon=H, step_loss=lambda ctx, t, x, v, pose: goal_matching(ctx, t, x),
         demo=lambda: velocities_from_path(_scoop_path, full, res["control_dt"]),
         goal_bodies=("duck", "ball", "stick"),
-        camera=Camera(target=(0.5, 0.5, 0.5), elevation=30.0, azimuth=-25.0, extent=1.0),
+        camera=Camera(elevation=30.0, azimuth=-25.0),
         loss_doc="mean over the floating objects' particles of ‖x − x_goal(t)‖² [m²], goal: the scripted scoop",
         **res,
     )
