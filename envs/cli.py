@@ -168,7 +168,7 @@ def play(cfg: PlayConfig) -> dict:
     env.action_space.seed(cfg.seed)
     demo = u.demo_actions() if cfg.policy == "demo" else None
     t0 = time.perf_counter()
-    obs, info = env.reset(seed=cfg.seed)
+    env.reset(seed=cfg.seed)
     frames = [env.render()] if cfg.video else []
     total, steps, final_loss, ended = 0.0, 0, math.nan, ""
     bar = _bar(horizon, cfg.progress, f"{task} ({cfg.policy})")

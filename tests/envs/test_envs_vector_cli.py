@@ -19,7 +19,7 @@ def test_async_vector_env_steps_and_autoresets():
     """Verify AsyncVectorEnv runs two envs in subprocesses, batches spaces, truncates together and autoresets."""
     envs = gym.vector.AsyncVectorEnv([_make, _make])
     try:
-        obs, info = envs.reset(seed=[1, 2])
+        obs, _ = envs.reset(seed=[1, 2])
         assert obs.shape == (2, *envs.single_observation_space.shape) and obs.dtype == np.float32
         envs.action_space.seed(0)
         for _t in range(3):
