@@ -94,6 +94,7 @@ COMMANDS: dict[str, str | dict[str, str]] = {
     "trajopt": "physim.optim.trajectory.run:TrajoptConfig:cli_trajopt",
     "export": "physim.io.export:ExportConfig:cli_export",
     "optimizers": "physim.optim._cli:OptimizersConfig:list_command",
+    "data": {"nse": "physim.spectral.data:NSEDataConfig:generate_cli"},
     "envs": "physim.envs.cli:EnvsConfig:list_envs",
     "play": "physim.envs.cli:PlayConfig:play",
 }

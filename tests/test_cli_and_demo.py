@@ -66,3 +66,15 @@ def test_atomic_write_leaves_old_file_on_failure(tmp_path):
         raise RuntimeError("crash mid-write")
     assert target.read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data.txt"]
+
+
+def test_atomic_write_respects_umask(tmp_path):
+    """Verify that atomically written files get the permissions of an ordinary open() (not mkstemp's 0600)."""
+    import os
+
+    old = os.umask(0o022)
+    try:
+        path = atomic_write_text(tmp_path / "shared.txt", "x")
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644

@@ -131,5 +131,5 @@ def test_malformed_trajectory_file_is_refused(tmp_path):
     with pytest.raises(ValueError, match=r"bad\.h5: not an MPM trajectory \(missing datasets v"):
         read_trajectory(bad)
     (tmp_path / "junk.h5").write_bytes(b"not hdf5")
-    with pytest.raises(ValueError, match="junk.h5: not a readable HDF5 file"):
+    with pytest.raises(ValueError, match=r"junk\.h5: not a readable HDF5 file"):
         read_trajectory(tmp_path / "junk.h5")

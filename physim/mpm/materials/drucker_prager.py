@@ -2,7 +2,7 @@
 
 With ε = log σ (F = U diag(σ) Vᵀ), ε̂ = ε − (tr ε / d) 1, friction angle φ and
 
-    α = √(2/3) · 2 sin φ / (3 − sin φ),   β = α (d λ + 2μ) / (2μ),
+    α = √(2/3) · 2 sin φ / (3 − sin φ) (3D; sin φ / √2 in 2D),   β = α (d λ + 2μ) / (2μ),
     Δγ = ‖ε̂‖ + β (tr ε − t_c),   t_c = d c / (d λ + 2μ),
 
 the return mapping after each substep is (c is the cohesion, the mean tensile
@@ -38,12 +38,19 @@ from physim.mpm.materials.base import (
 __all__ = ["DruckerPrager", "friction_alpha"]
 
 
-def friction_alpha(friction_angle_deg):
-    """α = √(2/3) · 2 sin φ / (3 − sin φ) of Klár et al. for φ in degrees (float or tensor)."""
+def friction_alpha(friction_angle_deg, dim: int = 3):
+    """Cone slope α of the Drucker–Prager surface ‖dev τ‖ ≤ −α tr τ for a friction angle φ [degrees].
+
+    3D: α = √(2/3) · 2 sin φ / (3 − sin φ) (Klár et al.: the cone through Mohr–Coulomb's
+    compression corners). 2D (plane): α = sin φ / √2, for which the cone *is* Mohr–Coulomb
+    (‖dev τ‖ = √2 R for a Mohr circle of radius R, and MC reads R ≤ sin φ · p).
+    """
     if isinstance(friction_angle_deg, torch.Tensor):
         s = torch.sin(torch.deg2rad(friction_angle_deg))
     else:
         s = math.sin(math.radians(friction_angle_deg))
+    if dim == 2:
+        return s / math.sqrt(2.0)
     return math.sqrt(2.0 / 3.0) * 2.0 * s / (3.0 - s)
 
 
@@ -81,7 +88,7 @@ class DruckerPrager(Material):
 
     def table_row(self, p, dim):
         mu, lam = lame(p["E"], p["nu"])
-        return {COL_RHO: p["density"], COL_MU: mu, COL_LAM: lam, COL_P0: friction_alpha(p["friction_angle"]),
+        return {COL_RHO: p["density"], COL_MU: mu, COL_LAM: lam, COL_P0: friction_alpha(p["friction_angle"], dim),
                 COL_P0 + 1: p["cohesion"], COL_P0 + 2: self.sigma_min + 0 * p["E"]}
 
     def wave_speed(self) -> float:
