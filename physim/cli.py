@@ -5,6 +5,8 @@
     physim sim SCENE.yaml       run an MPM scene file (see physim.mpm.cli)
     physim trajopt TASK ...     trajectory optimisation into a run folder (physim.optim.trajectory.run)
     physim export RUN_DIR ...   a run's tool trajectory for a robot controller (physim.io.export)
+    physim envs                 the gymnasium environments: spaces, horizons, losses (physim.envs.cli)
+    physim play ENV ...         one episode with a random/zero/demo policy, optionally a video
 
 Options of each subcommand come from its frozen config dataclass (tyro). Errors in
 user input are printed as one line, without a traceback, and exit with status 2.
@@ -94,6 +96,8 @@ COMMANDS: dict[str, str | dict[str, str]] = {
     "optimizers": "physim.optim._cli:OptimizersConfig:list_command",
     "data": {"nse": "physim.spectral.data:NSEDataConfig:generate_cli"},
     "gas": {"demo": "physim.gas.demo:GasDemoConfig:cli_demo"},
+    "envs": "physim.envs.cli:EnvsConfig:list_envs",
+    "play": "physim.envs.cli:PlayConfig:play",
 }
 
 

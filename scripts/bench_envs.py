@@ -1,0 +1,145 @@
+"""Benchmark of the fluid environments: env steps/s, forward and forward+backward time of rollout_loss, peak memory.
+
+    .venv/bin/python scripts/bench_envs.py                                  # every task, cpu quality, full horizons
+    .venv/bin/python scripts/bench_envs.py --tasks Pouring LatteArt --horizon 100
+
+Per task, in its own process (so that peaks do not mix), at the given quality:
+
+- **gym steps/s**: ``env.step`` over one episode with the task's scripted actions (no rendering);
+- **forward**: ``rollout_loss(actions)`` under ``torch.no_grad`` (the functional path, the baseline);
+- **forward+backward**: ``rollout_loss(actions).backward()`` with the env's automatic checkpoint
+  interval (store all when the graph fits 1 GiB, else every K-th step), and its ratio to the
+  forward time measured in the same process;
+- **peak memory**: rise of the process's peak resident set (VmHWM, reset before the phase) during
+  forward+backward.
+
+Times are given as wall time and as the process's CPU time (every thread): on a shared
+machine the wall time carries the load of other processes, the CPU time much less so. The
+scripted actions are the demo of each task (zeros where a task has none); the Warp/Taichi
+kernels are compiled and the goal trajectories recorded before anything is timed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def _status_kib(key: str) -> int:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"{key} not found in /proc/self/status")
+
+
+def _reset_peak() -> int:
+    """Reset VmHWM to the current resident set (Linux); return the current RSS in bytes."""
+    import ctypes
+
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
+    with open("/proc/self/clear_refs", "w") as fh:
+        fh.write("5")
+    return _status_kib("VmRSS") * 1024
+
+
+def _clock():
+    return time.perf_counter(), time.process_time()
+
+
+def _since(t):
+    return time.perf_counter() - t[0], time.process_time() - t[1]
+
+
+def worker(task: str, quality: str, horizon: int | None) -> dict:
+    import gymnasium as gym
+    import physim.envs  # noqa: F401
+    import torch
+    from physim.envs.fluid.registry import env_id
+
+    torch.set_num_threads(1)
+    kw = {"quality": quality} if horizon is None else {"quality": quality, "horizon": horizon}
+    env = gym.make(env_id(task), **kw)
+    u = env.unwrapped
+    env.reset(seed=0)  # records the goal (shape-matching tasks)
+    actions = torch.as_tensor(u.demo_actions())
+    T = actions.shape[0]
+    # warm-up: compile the kernels of both paths on a short horizon
+    a = actions[:2].clone().requires_grad_(True)
+    u.rollout_loss(a).backward()
+
+    env.reset(seed=0)
+    t = _clock()
+    for k in range(T):
+        env.step(actions[k].numpy())
+    gym_wall, gym_cpu = _since(t)
+
+    with torch.no_grad():
+        t = _clock()
+        loss = float(u.rollout_loss(actions))
+        fwd_wall, fwd_cpu = _since(t)
+
+    base = _reset_peak()
+    a = actions.clone().requires_grad_(True)
+    t = _clock()
+    out = u.rollout_loss(a)
+    out.backward()
+    fb_wall, fb_cpu = _since(t)
+    peak = _status_kib("VmHWM") * 1024 - base
+    return {"task": task, "quality": quality, "horizon": T, "substeps": getattr(u._task.spec, "substeps", 1),
+            "particles": getattr(getattr(u._task, "sim", None), "particle_count", 0),
+            "checkpoint_every": u._checkpoint_k(T), "loss": loss, "grad_norm": float(a.grad.norm()),
+            "gym_wall": gym_wall, "gym_cpu": gym_cpu, "fwd_wall": fwd_wall, "fwd_cpu": fwd_cpu,
+            "fb_wall": fb_wall, "fb_cpu": fb_cpu, "peak_bytes": int(peak)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from physim.envs.fluid.registry import TASKS
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--tasks", nargs="*", default=list(TASKS))
+    ap.add_argument("--quality", default="cpu", choices=("cpu", "paper"))
+    ap.add_argument("--horizon", type=int, default=None, help="control steps (default: each task's horizon)")
+    ap.add_argument("--json", type=Path, default=Path("out/bench_envs.json"))
+    ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.worker:
+        print(json.dumps(worker(args.worker, args.quality, args.horizon)))
+        return 0
+    unknown = [t for t in args.tasks if t not in TASKS]
+    if unknown:
+        ap.error(f"unknown task {unknown[0]!r}: expected some of {', '.join(TASKS)}")
+    rows = []
+    print("| task | horizon (substeps) | particles | gym steps/s wall (cpu) | forward s wall (cpu) "
+          "| fwd+bwd s wall (cpu) | fwd+bwd / fwd (cpu) | K | peak MB |", flush=True)
+    print("|---|---|---|---|---|---|---|---|---|", flush=True)
+    for task in args.tasks:
+        cmd = [sys.executable, __file__, "--worker", task, "--quality", args.quality]
+        if args.horizon is not None:
+            cmd += ["--horizon", str(args.horizon)]
+        res = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        if res.returncode != 0:
+            print(f"| {task} | failed: {res.stderr.strip().splitlines()[-1] if res.stderr.strip() else '?'} |",
+                  flush=True)
+            continue
+        r = json.loads(res.stdout.strip().splitlines()[-1])
+        rows.append(r)
+        T = r["horizon"]
+        print(f"| {task} | {T} ({r['substeps']}) | {r['particles']} | {T / r['gym_wall']:.0f} ({T / r['gym_cpu']:.0f}) "
+              f"| {r['fwd_wall']:.1f} ({r['fwd_cpu']:.1f}) | {r['fb_wall']:.1f} ({r['fb_cpu']:.1f}) "
+              f"| {r['fb_cpu'] / r['fwd_cpu']:.2f} | {r['checkpoint_every'] or 'all'} | {r['peak_bytes'] / 1e6:.0f} |",
+              flush=True)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    from physim.io.atomic import atomic_write_text
+
+    atomic_write_text(args.json, json.dumps({"rows": rows, "load_average": os.getloadavg()}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
