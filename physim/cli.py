@@ -85,6 +85,10 @@ def info(cfg: InfoConfig | None = None) -> dict[str, str]:
 COMMANDS: dict[str, str | dict[str, str]] = {
     "info": "physim.cli:InfoConfig:info",
     "demo": "physim.demo:DemoConfig:cli_demo",
+    "data": {
+        "darcy": "physim.solvers.datagen:DarcyDataConfig:generate_cli",
+        "poisson": "physim.solvers.datagen:PoissonDataConfig:generate_cli",
+    },
 }
 
 
