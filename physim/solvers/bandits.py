@@ -72,9 +72,12 @@ class TsallisINF:
         """Current sampling distribution over the grid, shape (d,)."""
         eta = 2.0 / np.sqrt(self.t)
         L = self.estimates / self.scale
-        x = min(-1.0, float(L.min()) - 1.0)
-        # Newton's method for the normaliser x with Σ 4 (η (L_i − x))⁻² = 1.
-        for _ in range(50):
+        # Newton's method for the normaliser x < min L with Σ 4 (η (L_i − x))⁻² = 1. The sum is convex and
+        # increasing in x, so starting where the smallest term alone is 1 (the sum ≥ 1, right of the root)
+        # the iterates decrease monotonically onto the root and never leave the valid region. (The
+        # reference starts at x = −1, left of the root once the estimates grow, where Newton overshoots.)
+        x = float(L.min()) - 2.0 / eta
+        for _ in range(100):
             p = 4.0 * (eta * (L - x)) ** -2.0
             step = (p.sum() - 1.0) / (eta * (p**1.5).sum())
             x -= step

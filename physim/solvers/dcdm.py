@@ -69,22 +69,27 @@ class DCDMNet(nn.Module):
         dim: 2 or 3 (grid dimension).
         channels: Feature channels.
         min_coarse: Stop coarsening when the grid is smaller than this.
+        bias: Give the convolutions biases (off: the network is then positively homogeneous).
     """
 
-    def __init__(self, *, dim: int = 2, channels: int = 16, min_coarse: int = 4):
+    def __init__(self, *, dim: int = 2, channels: int = 16, min_coarse: int = 4, bias: bool = False):
         super().__init__()
         check_choice("dim", dim, (2, 3))
         check_int("channels", channels, 1)
         check_int("min_coarse", min_coarse, 2)
         self.dim, self.channels, self.min_coarse = dim, channels, min_coarse
-        Conv = nn.Conv2d if dim == 2 else nn.Conv3d
-        self.lift = Conv(1, channels, 3, padding=1)
-        self.pre = nn.Sequential(Conv(channels, channels, 3, padding=1), nn.PReLU(channels),
-                                 Conv(channels, channels, 3, padding=1))
-        self.post = nn.Sequential(Conv(channels, channels, 3, padding=1), nn.PReLU(channels),
-                                  Conv(channels, channels, 3, padding=1))
-        self.coarse_in = Conv(channels, channels, 3, padding=1)
-        self.proj = Conv(channels, 1, 3, padding=1)
+        self.bias = bias
+
+        def Conv(cin: int, cout: int) -> nn.Module:
+            # Without biases (and with PReLU, which is positively homogeneous) f(c r) = c f(r) for c > 0:
+            # the scale of the residual cannot matter, as for A⁻¹.
+            return (nn.Conv2d if dim == 2 else nn.Conv3d)(cin, cout, 3, padding=1, bias=bias)
+
+        self.lift = Conv(1, channels)
+        self.pre = nn.Sequential(Conv(channels, channels), nn.PReLU(channels), Conv(channels, channels))
+        self.post = nn.Sequential(Conv(channels, channels), nn.PReLU(channels), Conv(channels, channels))
+        self.coarse_in = Conv(channels, channels)
+        self.proj = Conv(channels, 1)
 
     def _level(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.pre(x)
@@ -263,7 +268,8 @@ def dcdm_solve(
         raise_on_fail: Raise `NotConverged` instead of returning ``converged=False``.
 
     Returns:
-        `SolveResult`; iterations count network evaluations (= products with A).
+        `SolveResult`; iterations count network evaluations (= products with A);
+        ``info["fallbacks"]`` counts directions replaced by the residual because they were degenerate.
     """
     check_int("orthogonalize", orthogonalize, 0)
     check_range("rtol", rtol, 0.0, 1.0)
@@ -281,7 +287,7 @@ def dcdm_solve(
     its = torch.zeros(rn.shape, dtype=torch.int64, device=rn.device)
     active = rn > P.tol
     dirs: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []  # (p, A p, pᵀ A p)
-    k = 0
+    k, fallbacks = 0, 0
     with torch.no_grad():
         while bool(active.any()) and k < P.maxiter:
             Rn = R / rn.clamp_min(torch.finfo(R.dtype).tiny)[:, None]
@@ -293,6 +299,14 @@ def dcdm_solve(
                 D = D - c[:, None] * Pj
                 AD = AD - c[:, None] * APj
             dAd = bdot(D, AD)
+            # A direction the network got (numerically) A-orthogonal to the search space would stall:
+            # fall back to the residual, the steepest-descent direction, for those systems.
+            bad = active & (dAd <= 1e-12 * torch.linalg.vector_norm(D, dim=-1) * torch.linalg.vector_norm(AD, dim=-1))
+            if bool(bad.any()):
+                fallbacks += int(bad.sum())
+                D = torch.where(bad[:, None], R, D)
+                AD = P.A(D)
+                dAd = bdot(D, AD)
             ok = active & (dAd > 0)
             alpha = torch.where(ok, bdot(D, R) / torch.where(ok, dAd, torch.ones_like(dAd)), torch.zeros_like(dAd))
             X = X + alpha[:, None] * D
@@ -307,5 +321,5 @@ def dcdm_solve(
         R = P.b - P.A(X)
         rn = torch.linalg.vector_norm(R, dim=-1)
         history[-1] = rn
-    return finish(P, X, history, its, rn, {"matvecs": k + 1})
+    return finish(P, X, history, its, rn, {"matvecs": k + 1 + fallbacks, "fallbacks": fallbacks})
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
+from solvers_fixtures import single_thread  # noqa: F401  (autouse fixture)
 
 from physim import solvers
 from physim.errors import ConfigError
@@ -14,14 +15,6 @@ from physim.solvers.problems import poisson_matrix
 N = 40
 B = 3
 
-
-@pytest.fixture(autouse=True)
-def _single_thread():
-    """Run torch single-threaded: the suite runs one worker per core, and these tensors are small."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _systems(dtype=torch.float64):
