@@ -122,29 +122,33 @@ def _harmonic_ritz(G: np.ndarray, W: np.ndarray, k: int) -> np.ndarray:
 
 
 def _arnoldi(apply: Callable, v0: np.ndarray, steps: int, Ct: np.ndarray | None):
-    """Arnoldi on (I − C Cᵀ)·apply, classical Gram–Schmidt twice; stops early on breakdown.
+    """Arnoldi on (I − C Cᵀ)·apply, classical Gram–Schmidt (a second pass only when needed).
 
-    Bases are stored as rows (Vt: (steps + 1, n), Ct: (k, n)) so every projection is one
-    contiguous matrix-vector product.
+    C and the new basis share one row-major buffer Z = [Cᵀ; Vᵀ] of shape (k + steps + 1, n), so the
+    projection on both is a single contiguous matrix-vector product, and Z[: k + j + 1] is V̂ᵀ.
+
+    Returns:
+        (Z, H, B, j): the buffer, the (j + 1) × j Hessenberg matrix, B = Cᵀ A V (k × j), and the
+        number j of steps taken (fewer than `steps` on breakdown: the space is then invariant).
     """
     n = v0.shape[0]
-    Vt = np.zeros((steps + 1, n))
-    H = np.zeros((steps + 1, steps))
     kc = 0 if Ct is None else Ct.shape[0]
+    Z = np.empty((kc + steps + 1, n))
+    if kc:
+        Z[:kc] = Ct
+    H = np.zeros((steps + 1, steps))
     B = np.zeros((kc, steps))
-    Vt[0] = v0
+    Z[kc] = v0
     done = steps
     for j in range(steps):
-        w = apply(Vt[j])
+        w = apply(Z[kc + j])
+        basis = Z[: kc + j + 1]
         norm_in = np.linalg.norm(w)
         for _ in range(2):
-            if kc:
-                bc = Ct @ w
-                w -= bc @ Ct
-                B[:, j] += bc
-            h = Vt[: j + 1] @ w
-            w -= h @ Vt[: j + 1]
-            H[: j + 1, j] += h
+            h = basis @ w
+            w -= h @ basis
+            B[:, j] += h[:kc]
+            H[: j + 1, j] += h[kc:]
             hn = np.linalg.norm(w)
             # "Twice is enough" (Kahan–Parlett): a second pass only when cancellation was severe.
             if hn > 0.7071 * norm_in:
@@ -154,8 +158,8 @@ def _arnoldi(apply: Callable, v0: np.ndarray, steps: int, Ct: np.ndarray | None)
         if hn <= 1e-14 * max(np.abs(H[: j + 1, j]).max(), 1e-300):
             done = j + 1  # invariant subspace: the solution is in the current space
             break
-        Vt[j + 1] = w / hn
-    return Vt[: done + 1], H[: done + 1, :done], B[:, :done], done
+        Z[kc + j + 1] = w / hn
+    return Z[: kc + done + 1], H[: done + 1, :done], B[:, :done], done
 
 
 def _right_inverse(P: np.ndarray, R: np.ndarray) -> np.ndarray:
@@ -267,36 +271,37 @@ def gcrodr(
                 f = np.linalg.lstsq(Hm.T, np.eye(j)[:, -1], rcond=None)[0]
                 Hmod = Hm.copy()
                 Hmod[:, -1] += H[j, j - 1] ** 2 * f
-                theta, Z = np.linalg.eig(Hmod)
+                theta, Zr = np.linalg.eig(Hmod)
                 order = np.argsort(np.abs(theta))[:kk]
-                P = _real_basis(Z[:, order], kk)
+                P = _real_basis(Zr[:, order], kk)
                 if P.shape[1] == kk:
                     Q, R = np.linalg.qr(H @ P)
                     Ct = Q.T @ Vt
                     Ut = _right_inverse(P, R).T @ Vt[:j]
         else:
             steps = min(m - kk, max(maxiter - count[0], 1), n)
-            Vt, H, Bm, j = _arnoldi(apply_AM, r / beta, steps, Ct)
+            Vht, H, Bm, j = _arnoldi(apply_AM, r / beta, steps, Ct)      # V̂ᵀ = [Cᵀ; V_{j+1}ᵀ], rows
+            Vt = Vht[kk:]
             d = 1.0 / np.linalg.norm(Ut, axis=1)
-            Wt = np.concatenate([Ut * d[:, None], Vt[:j]], axis=0)           # Ŵ as rows, (k + j) × n
+            Ud = Ut * d[:, None]                                              # Ũᵀ; Ŵᵀ = [Ũᵀ; V_jᵀ]
             G = np.zeros((kk + j + 1, kk + j))                                # Ĝ
             G[:kk, :kk] = np.diag(d)
             G[:kk, kk:] = Bm
             G[kk:, kk:] = H
-            Vht = np.concatenate([Ct, Vt], axis=0)                            # V̂ as rows, (k + j + 1) × n
             rhs = Vht @ r
             y = np.linalg.lstsq(G, rhs, rcond=None)[0]
-            x = x + to_x(y @ Wt)
+            x = x + to_x(y[:kk] @ Ud + y[kk:] @ Vt[:j])
             r = r - (G @ y) @ Vht
             # V̂ᵀŴ = [[CᵀŨ, 0], [Vᵀ Ũ, I; 0]]: C ⟂ V by construction, so only the Ũ columns need products.
             VW = np.zeros((kk + j + 1, kk + j))
-            VW[:, :kk] = Vht @ Wt[:kk].T
+            VW[:, :kk] = Vht @ Ud.T
             VW[kk: kk + j, kk:] = np.eye(j)
             P = _harmonic_ritz(G, VW, kk)
             if P.shape[1] == kk:
                 Q, R = np.linalg.qr(G @ P)
                 Ct = Q.T @ Vht
-                Ut = _right_inverse(P, R).T @ Wt
+                coef = _right_inverse(P, R).T                                 # new Uᵀ = coef · Ŵᵀ
+                Ut = coef[:, :kk] @ Ud + coef[:, kk:] @ Vt[:j]
         rn = float(np.linalg.norm(r))
         verified = False
         if rn <= tol:  # confirm with the true residual before stopping
