@@ -13,7 +13,7 @@ from physim.solvers.operators import LinearOperator, as_operator, check_rhs
 from physim.solvers.preconditioners import Preconditioner, make_preconditioner
 from physim.solvers.result import SolveResult
 
-__all__ = ["Problem", "bdot", "check_spd_preconditioner", "finish", "initial_residual", "prepare"]
+__all__ = ["Problem", "bdot", "check_spd_preconditioner", "finish", "initial_residual", "prepare", "start", "verify"]
 
 
 def bdot(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
@@ -141,3 +141,22 @@ def finish(problem: Problem, X: torch.Tensor, history: list[torch.Tensor], itera
 def initial_residual(problem: Problem) -> torch.Tensor:
     """b − A x0, with the product skipped when x0 is the zero initial guess."""
     return problem.b.clone() if problem.x0_is_zero else problem.b - problem.A(problem.x0)
+
+
+def start(problem: Problem):
+    """The state every solver starts from: (X, R, ‖R‖, history, iteration counts, active mask)."""
+    X, R = problem.x0, initial_residual(problem)
+    rn = torch.linalg.vector_norm(R, dim=-1)
+    its = torch.zeros(rn.shape, dtype=torch.int64, device=rn.device)
+    return X, R, rn, [rn], its, rn > problem.tol
+
+
+def verify(problem: Problem, X: torch.Tensor, history: list[torch.Tensor]):
+    """Recompute the true residual after a run of a recurrence (it, not the recurrence, decides).
+
+    Replaces the last history entry with it and returns (R, ‖R‖, active mask).
+    """
+    R = problem.b - problem.A(X)
+    rn = torch.linalg.vector_norm(R, dim=-1)
+    history[-1] = rn
+    return R, rn, rn > problem.tol

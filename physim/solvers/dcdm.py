@@ -30,7 +30,7 @@ from torch import nn
 
 from physim.config import check_choice, check_int, check_positive, check_range
 from physim.errors import ConfigError
-from physim.solvers._krylov import bdot, finish, initial_residual, prepare
+from physim.solvers._krylov import bdot, finish, prepare, start, verify
 from physim.solvers.result import SolveResult
 
 __all__ = ["DCDMNet", "DCDMTrainConfig", "dcdm_solve", "lanczos_ritz", "laplacian_stencil", "train_dcdm"]
@@ -281,11 +281,7 @@ def dcdm_solve(
     if len(grid_shape) != net.dim:
         raise ConfigError("grid_shape", grid_shape, f"a {net.dim}-D grid for this network")
     p0 = next(net.parameters())
-    X, R = P.x0, initial_residual(P)
-    rn = torch.linalg.vector_norm(R, dim=-1)
-    history = [rn]
-    its = torch.zeros(rn.shape, dtype=torch.int64, device=rn.device)
-    active = rn > P.tol
+    X, R, rn, history, its, active = start(P)
     dirs: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []  # (p, A p, pᵀ A p)
     k, fallbacks = 0, 0
     with torch.no_grad():
@@ -318,8 +314,6 @@ def dcdm_solve(
             rn = torch.where(active, torch.linalg.vector_norm(R, dim=-1), rn)
             history.append(rn)
             active = active & (rn > P.tol)
-        R = P.b - P.A(X)
-        rn = torch.linalg.vector_norm(R, dim=-1)
-        history[-1] = rn
+        _, rn, _ = verify(P, X, history)
     return finish(P, X, history, its, rn, {"matvecs": k + 1 + fallbacks, "fallbacks": fallbacks})
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from physim.config import check_int
-from physim.solvers._krylov import bdot, finish, initial_residual, prepare
+from physim.solvers._krylov import bdot, finish, prepare, start, verify
 from physim.solvers.krylov_symmetric import _sdiv
 from physim.solvers.result import SolveResult
 
@@ -52,13 +52,9 @@ def gmres(
     """
     check_int("restart", restart, 1)
     P = prepare("gmres", A, b, x0=x0, M=M, rtol=rtol, atol=atol, maxiter=maxiter, raise_on_fail=raise_on_fail)
-    X, R = P.x0, initial_residual(P)
+    X, R, rn, history, its, active = start(P)
     batch, n = R.shape
     m = min(restart, n)
-    rn = torch.linalg.vector_norm(R, dim=-1)
-    history = [rn]
-    its = torch.zeros(batch, dtype=torch.int64, device=R.device)
-    active = rn > P.tol
     k, cycles = 0, 0
     dtype, dev = R.dtype, R.device
     while bool(active.any()) and k < P.maxiter:
@@ -120,11 +116,8 @@ def gmres(
         y = torch.linalg.solve_triangular(Hj, gj.unsqueeze(-1), upper=True).squeeze(-1)
         update = torch.einsum("bkn,bk->bn", V[:, :J], y)
         X = X + P.precondition(update)
-        R = P.b - P.A(X)
-        rn_true = torch.linalg.vector_norm(R, dim=-1)
-        history[-1] = torch.where(active, rn_true, history[-1])
-        rn = rn_true
-        active = rn > P.tol  # a cycle that stagnates simply runs on, within maxiter, like scipy's gmres
+        # The true residual decides; a cycle that stagnates simply runs on, within maxiter, like scipy's gmres.
+        R, rn, active = verify(P, X, history)
     return finish(P, X, history, its, rn, {"restarts": cycles, "matvecs": k + cycles})
 
 
@@ -154,11 +147,7 @@ def bicgstab(
         `SolveResult`; ``info["breakdowns"]`` counts restarts of the shadow residual.
     """
     P = prepare("bicgstab", A, b, x0=x0, M=M, rtol=rtol, atol=atol, maxiter=maxiter, raise_on_fail=raise_on_fail)
-    X, R = P.x0, initial_residual(P)
-    rn = torch.linalg.vector_norm(R, dim=-1)
-    history = [rn]
-    its = torch.zeros(rn.shape, dtype=torch.int64, device=rn.device)
-    active = rn > P.tol
+    X, R, rn, history, its, active = start(P)
     eps = torch.finfo(R.dtype).eps
     k, refinements, breakdowns = 0, 0, 0
     while bool(active.any()) and k < P.maxiter:
@@ -202,10 +191,7 @@ def bicgstab(
             active = active & (rn > P.tol)
             if not bool(active.any()):
                 break
-        R = P.b - P.A(X)
-        rn = torch.linalg.vector_norm(R, dim=-1)
-        history[-1] = rn
-        active = rn > P.tol
+        R, rn, active = verify(P, X, history)  # the true residual decides
         refinements += 1
         if refinements > _MAX_REFINEMENTS:
             break

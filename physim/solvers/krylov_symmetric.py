@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from physim.errors import ConfigError
-from physim.solvers._krylov import bdot, finish, initial_residual, prepare
+from physim.solvers._krylov import bdot, finish, prepare, start, verify
 from physim.solvers.result import SolveResult
 
 __all__ = ["cg", "minres"]
@@ -63,11 +63,7 @@ def cg(
     """
     P = prepare("cg", A, b, x0=x0, M=M, rtol=rtol, atol=atol, maxiter=maxiter, raise_on_fail=raise_on_fail,
                 symmetric=True, spd_preconditioner=True)
-    X, R = P.x0, initial_residual(P)
-    rn = torch.linalg.vector_norm(R, dim=-1)
-    history = [rn]
-    its = torch.zeros(rn.shape, dtype=torch.int64, device=rn.device)
-    active = rn > P.tol
+    X, R, rn, history, its, active = start(P)
     k, refinements = 0, 0
     while bool(active.any()) and k < P.maxiter:
         Z = P.precondition(R)
@@ -99,10 +95,7 @@ def cg(
             beta = torch.where(active, _sdiv(rz_new, rz), torch.zeros_like(rz))
             D = Z + beta[:, None] * D
             rz = rz_new
-        R = P.b - P.A(X)  # the true residual decides, not the recurrence
-        rn = torch.linalg.vector_norm(R, dim=-1)
-        history[-1] = rn
-        active = rn > P.tol
+        R, rn, active = verify(P, X, history)  # the true residual decides
         refinements += 1
         if refinements > _MAX_REFINEMENTS:
             break
@@ -140,11 +133,7 @@ def minres(
     """
     P = prepare("minres", A, b, x0=x0, M=M, rtol=rtol, atol=atol, maxiter=maxiter, raise_on_fail=raise_on_fail,
                 symmetric=True, spd_preconditioner=True)
-    X, R = P.x0, initial_residual(P)
-    rn = torch.linalg.vector_norm(R, dim=-1)
-    history = [rn]
-    its = torch.zeros(rn.shape, dtype=torch.int64, device=rn.device)
-    active = rn > P.tol
+    X, R, rn, history, its, active = start(P)
     k, refinements = 0, 0
     tiny = torch.finfo(P.b.dtype).tiny
     while bool(active.any()) and k < P.maxiter:
@@ -198,10 +187,7 @@ def minres(
             active = active & (rn > P.tol)
             if not bool(active.any()):
                 break
-        R = P.b - P.A(X)
-        rn = torch.linalg.vector_norm(R, dim=-1)
-        history[-1] = rn
-        active = rn > P.tol
+        R, rn, active = verify(P, X, history)  # the true residual decides
         refinements += 1
         if refinements > _MAX_REFINEMENTS:
             break

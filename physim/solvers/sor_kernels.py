@@ -10,6 +10,25 @@ from __future__ import annotations
 import warp as wp
 
 
+@wp.func
+def residual_norm(
+    indptr: wp.array(dtype=wp.int32),
+    indices: wp.array(dtype=wp.int32),
+    data: wp.array(dtype=wp.float64),
+    b: wp.array(dtype=wp.float64),
+    x: wp.array2d(dtype=wp.float64),
+    t: int,
+):
+    # ‖b − A x_t‖ for row t of the batch of iterates
+    rr = wp.float64(0.0)
+    for i in range(b.shape[0]):
+        s = b[i]
+        for p in range(indptr[i], indptr[i + 1]):
+            s = s - data[p] * x[t, indices[p]]
+        rr = rr + s * s
+    return wp.sqrt(rr)
+
+
 @wp.kernel
 def sor_solve(
     indptr: wp.array(dtype=wp.int32),
@@ -29,13 +48,7 @@ def sor_solve(
     t = wp.tid()
     om = omegas[t]
     n = b.shape[0]
-    rr = wp.float64(0.0)
-    for i in range(n):
-        s = b[i]
-        for p in range(indptr[i], indptr[i + 1]):
-            s = s - data[p] * x[t, indices[p]]
-        rr = rr + s * s
-    res = wp.sqrt(rr)
+    res = residual_norm(indptr, indices, data, b, x, t)
     history[t, 0] = res
     it = wp.int32(0)
     while it < maxiter and res > tol:
@@ -46,13 +59,7 @@ def sor_solve(
                 if j != i:
                     s = s - data[p] * x[t, j]
             x[t, i] = (wp.float64(1.0) - om) * x[t, i] + om * s / diag[i]
-        rr = wp.float64(0.0)
-        for i in range(n):
-            s = b[i]
-            for p in range(indptr[i], indptr[i + 1]):
-                s = s - data[p] * x[t, indices[p]]
-            rr = rr + s * s
-        res = wp.sqrt(rr)
+        res = residual_norm(indptr, indices, data, b, x, t)
         it = it + 1
         history[t, it] = res
     iterations[t] = it
