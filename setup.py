@@ -1,8 +1,8 @@
-"""Package discovery with the `physim.operators` / `physim.envs` mapping.
+"""Package discovery for the `physim.operators` / `physim.envs` mapping.
 
-Metadata lives in pyproject.toml. This file only maps the top-level folders
-`operators/` and `envs/` into the `physim` namespace and discovers their
-subpackages, so a new subpackage never has to be listed by hand.
+Metadata and the package-dir mapping live in pyproject.toml. setuptools' own
+discovery cannot follow a mapping into another folder, so this file lists the
+subpackages of each mapped root; a new subpackage never has to be listed by hand.
 """
 
 from setuptools import find_packages, setup
@@ -14,8 +14,4 @@ for name, folder in ROOTS.items():
     packages.append(name)
     packages += [f"{name}.{sub}" for sub in find_packages(folder)]
 
-setup(
-    packages=packages,
-    package_dir=ROOTS,
-    package_data={"physim": ["py.typed"]},
-)
+setup(packages=packages)

@@ -2,6 +2,9 @@
 
     physim info                 versions of every backend, the device, CPU threads
     physim demo --out DIR       the demo job (see physim.demo)
+    physim sim SCENE.yaml       run an MPM scene file (see physim.mpm.cli)
+    physim trajopt TASK ...     trajectory optimisation into a run folder (physim.optim.trajectory.run)
+    physim export RUN_DIR ...   a run's tool trajectory for a robot controller (physim.io.export)
 
 Options of each subcommand come from its frozen config dataclass (tyro). Errors in
 user input are printed as one line, without a traceback, and exit with status 2.
@@ -85,6 +88,10 @@ def info(cfg: InfoConfig | None = None) -> dict[str, str]:
 COMMANDS: dict[str, str | dict[str, str]] = {
     "info": "physim.cli:InfoConfig:info",
     "demo": "physim.demo:DemoConfig:cli_demo",
+    "sim": "physim.mpm.cli:SimConfig:run_sim",
+    "trajopt": "physim.optim.trajectory.run:TrajoptConfig:cli_trajopt",
+    "export": "physim.io.export:ExportConfig:cli_export",
+    "optimizers": "physim.optim._cli:OptimizersConfig:list_command",
     "data": {
         "darcy": "physim.solvers.datagen:DarcyDataConfig:generate_cli",
         "poisson": "physim.solvers.datagen:PoissonDataConfig:generate_cli",
@@ -92,10 +99,37 @@ COMMANDS: dict[str, str | dict[str, str]] = {
 }
 
 
+class _InvalidOption(Exception):
+    """A config's validation failed while the command line was parsed (not a ValueError, so the
+    argument parser lets it through and `main` prints it as one line)."""
+
+
+def _strict(config_cls: type) -> type:
+    """Subclass of `config_cls` whose validation errors escape the argument parser unchanged.
+
+    tyro renders a ValueError raised while it builds a config as a multi-line box; physim
+    promises one line naming the field, the value and what was expected.
+    """
+    post_init = getattr(config_cls, "__post_init__", None)
+    if post_init is None:
+        return config_cls
+
+    def __post_init__(self) -> None:
+        try:
+            post_init(self)
+        except ValueError as exc:
+            raise _InvalidOption(str(exc)) from None
+
+    return type(config_cls.__name__, (config_cls,), {
+        "__post_init__": __post_init__, "__doc__": config_cls.__doc__, "__module__": config_cls.__module__,
+        "__qualname__": config_cls.__qualname__,
+    })
+
+
 def _resolve(entry: str):
     module_name, config_name, fn_name = entry.split(":")
     module = importlib.import_module(module_name)
-    return getattr(module, config_name), getattr(module, fn_name)
+    return _strict(getattr(module, config_name)), getattr(module, fn_name)
 
 
 def _dispatch(table: dict, args: list[str], prog: str) -> None:
@@ -125,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     try:
         _dispatch(COMMANDS, args, "physim")
-    except PhysimError as exc:  # bad input or a diverged simulation: one line, no traceback
+    except (PhysimError, _InvalidOption) as exc:  # bad input or a diverged simulation: one line, no traceback
         print(f"physim: error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -49,6 +49,9 @@ def _run_segment(step, observe, state, actions, params, t0: int, t1: int):
 
 
 class _Checkpointed(torch.autograd.Function):
+    # Backward recomputes segments and calls autograd.grad without a graph: first order only.
+    physim_first_order_only = "checkpointed rollout"
+
     @staticmethod
     def forward(ctx, spec: dict, *flat: torch.Tensor):
         n_state, has_actions = spec["n_state"], spec["has_actions"]

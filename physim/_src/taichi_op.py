@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
+from torch.autograd.function import once_differentiable
 
 __all__ = ["KernelRecorder", "TaichiOp"]
 
@@ -35,6 +36,9 @@ class KernelRecorder:
 
 
 class _TaichiFunction(torch.autograd.Function):
+    # Kernel adjoints run outside torch: no second derivatives (see physim/_src/graph.py).
+    physim_first_order_only = "Taichi kernel"
+
     @staticmethod
     def forward(ctx, op: TaichiOp, *inputs: torch.Tensor):
         device = inputs[0].device
@@ -44,6 +48,7 @@ class _TaichiFunction(torch.autograd.Function):
         return tuple(f.to_torch(device=device) for f in op.outputs)
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, *grad_outputs: torch.Tensor | None):
         op = ctx.op
         inputs = ctx.saved_tensors

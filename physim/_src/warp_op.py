@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
+from torch.autograd.function import once_differentiable
 
 from physim.runtime import init_warp
 
@@ -55,6 +56,9 @@ class WarpContext:
 
 
 class _WarpFunction(torch.autograd.Function):
+    # Kernel adjoints run outside torch: no second derivatives (see physim/_src/graph.py).
+    physim_first_order_only = "Warp kernel"
+
     @staticmethod
     def forward(ctx, op: WarpOp, record: bool, *inputs: torch.Tensor):
         wp = init_warp()
@@ -80,6 +84,7 @@ class _WarpFunction(torch.autograd.Function):
         return tuple(wp.to_torch(o, requires_grad=False) for o in outs)
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, *grad_outputs: torch.Tensor | None):
         wp = init_warp()
         if ctx.tape is None:

@@ -1,0 +1,175 @@
+"""Optimisers of physim.optim.trajectory on toy problems with known minima."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from physim.errors import ConfigError, SimulationDiverged
+from physim.optim.trajectory import (
+    CallLog,
+    CEMConfig,
+    GradientConfig,
+    HybridConfig,
+    from_black_box,
+    measure_grad_cost,
+    optimize,
+    toys,
+)
+
+METHODS = ["gradient", "cem", "cmaes", "hybrid"]
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("make", [toys.quadratic, toys.abs_loss], ids=["smooth", "nonsmooth"])
+def test_each_method_lowers_smooth_and_nonsmooth_losses(method, make):
+    """Verify that every method lowers a smooth and a non-smooth loss well below its start within 80 calls."""
+    problem, x0 = make(dim=6)
+    result = optimize(problem, x0, method, budget=80, seed=0, grad_cost=2.0)
+    assert result.cost_used <= 80 + 1e-9
+    assert result.best_loss < 0.5 * result.initial_loss
+    assert result.best_loss == pytest.approx(problem.loss(result.best_actions), rel=1e-12)
+
+
+def test_hybrid_finds_the_global_basin_where_gradient_does_not():
+    """Verify that on the two-basin problem hybrid reaches the global basin for every seed and gradient never does."""
+    problem, x0 = toys.two_basin()
+    for seed in range(5):
+        grad = optimize(problem, x0, "gradient", budget=100, seed=seed, grad_cost=2.0)
+        hyb = optimize(problem, x0, "hybrid", budget=100, seed=seed, grad_cost=2.0)
+        assert not toys.two_basin_global(problem, grad.best_actions)
+        assert grad.best_loss > 0.45  # stuck at the local minimum (depth 0.5)
+        assert toys.two_basin_global(problem, hyb.best_actions), f"seed {seed}"
+        assert hyb.best_loss < 0.05
+        assert [p["phase"] for p in hyb.info["phases"]][:2] == ["sample", "gradient"]
+
+
+def test_loss_annealing_lets_gradients_descend_a_staircase():
+    """Verify that annealing a shaping term moves gradient descent down a piecewise-constant loss, and none does not."""
+    problem, x0 = toys.staircase(dim=6)
+    annealed = optimize(problem, x0, "gradient", budget=100, grad_cost=1.0, config=GradientConfig(anneal_until=0.6))
+    plain = optimize(problem, x0, "gradient", budget=100, grad_cost=1.0, config=GradientConfig(anneal_until=0.0))
+    assert plain.best_loss == plain.initial_loss  # zero gradient almost everywhere
+    assert annealed.best_loss < 0.3 * annealed.initial_loss
+    annealing = [r.anneal for r in annealed.history if r.kind == "gradient"]
+    assert annealing[0] > 0.9 and annealing[-1] == 0.0 and annealing == sorted(annealing, reverse=True)
+
+
+def test_horizon_expands_to_the_full_horizon_and_is_charged_by_length():
+    """Verify FluidLab's expanding horizon: it starts short, grows to T, and a call over H steps costs H/T."""
+    problem, x0 = toys.tracking(steps=20)
+    cfg = GradientConfig(horizon_start=0.25, horizon_full_at=0.5, lr=0.1)
+    result = optimize(problem, x0, "gradient", budget=60, grad_cost=2.0, config=cfg)
+    sched = result.info["horizon_schedule"]
+    assert sched[0]["horizon"] == 5 and sched[-1]["horizon"] == 20
+    assert [s["horizon"] for s in sched] == sorted(s["horizon"] for s in sched)
+    for r in result.history:
+        if r.kind == "gradient":
+            assert r.cost == pytest.approx(2.0 * (r.horizon or 20) / 20)
+            assert r.true_loss == (r.horizon is None)
+    assert result.best_loss < 0.05 * result.initial_loss
+
+
+def test_same_seed_same_calls_and_result():
+    """Verify that a run is reproducible: the same seed gives the same losses call for call."""
+    problem, x0 = toys.rosenbrock(dim=4)
+    a = optimize(problem, x0, "hybrid", budget=60, seed=3, grad_cost=2.5)
+    b = optimize(problem, x0, "hybrid", budget=60, seed=3, grad_cost=2.5)
+    assert [r.loss for r in a.history] == [r.loss for r in b.history]
+    c = optimize(problem, x0, "cmaes", budget=60, seed=4)
+    d = optimize(problem, x0, "cmaes", budget=60, seed=5)
+    assert [r.loss for r in c.history] != [r.loss for r in d.history]
+
+
+def test_interrupted_run_resumes_from_its_call_log(tmp_path):
+    """Verify that a run killed after 25 calls resumes from its log and ends exactly as an uninterrupted run."""
+    problem, x0 = toys.quadratic(dim=4)
+    full = optimize(problem, x0, "hybrid", budget=70, seed=1, grad_cost=2.0)
+
+    class Stop(Exception):
+        pass
+
+    def kill(ev, rec):
+        if rec.index == 24:
+            raise Stop
+
+    signature = {"run": "test"}
+    with pytest.raises(Stop):
+        optimize(problem, x0, "hybrid", budget=70, seed=1, grad_cost=2.0,
+                 call_log=CallLog(tmp_path / "calls.pt", signature), on_call=kill)
+    log = CallLog(tmp_path / "calls.pt", signature)
+    assert len(log.calls) == 25
+    resumed = optimize(problem, x0, "hybrid", budget=70, seed=1, grad_cost=2.0, call_log=log)
+    assert resumed.info["replayed_calls"] == 25
+    assert [r.loss for r in resumed.history] == [r.loss for r in full.history]
+    assert torch.equal(resumed.best_actions, full.best_actions)
+    with pytest.raises(Exception, match="different run"):
+        CallLog(tmp_path / "calls.pt", {"run": "other"})
+
+
+def test_black_box_problem_with_and_without_gradient():
+    """Verify a black-box callable: sampling works, gradients need grad_fn and are charged the measured cost."""
+    c = torch.tensor([0.3, -0.2, 0.5], dtype=torch.float64)
+
+    def f(a):
+        return float(((a - c) ** 2).sum())
+
+    blind = from_black_box(f, (3,), lower=-1, upper=1)
+    assert not blind.differentiable
+    assert optimize(blind, torch.zeros(3), "cem", budget=60, seed=0, config=CEMConfig(population=8)).best_loss < 0.05
+    with pytest.raises(ConfigError, match="not differentiable"):
+        optimize(blind, torch.zeros(3), "gradient", budget=10)
+    sighted = from_black_box(f, (3,), grad_fn=lambda a: 2 * (a - c))
+    cost = measure_grad_cost(sighted, torch.zeros(3, dtype=torch.float64))
+    assert cost >= 1.0
+    result = optimize(sighted, torch.zeros(3), "gradient", budget=30)
+    assert result.grad_cost == cost or result.grad_cost >= 1.0
+    assert all(r.cost == pytest.approx(result.grad_cost) for r in result.history if r.kind == "gradient")
+
+
+def test_diverged_simulation_counts_as_infinite_loss():
+    """Verify that SimulationDiverged inside a call gives an infinite loss instead of aborting the optimisation."""
+
+    def f(a):
+        if float(a[0]) > 0.5:
+            raise SimulationDiverged(3, "particle_x", "contains NaN")
+        return float((a - 1.0).pow(2).sum())
+
+    problem = from_black_box(f, (2,))
+    result = optimize(problem, torch.zeros(2), "cmaes", budget=40, seed=0)
+    assert any(math.isinf(r.loss) for r in result.history)
+    assert math.isfinite(result.best_loss) and float(result.best_actions[0]) <= 0.5
+
+
+def test_bad_input_is_refused_before_any_call():
+    """Verify one clear error for an unknown method, a bad budget, wrong shapes, NaN actions and a foreign config."""
+    calls = []
+    problem = from_black_box(lambda a: calls.append(1) or 0.0, (3,))
+    x0 = torch.zeros(3)
+    for kwargs, field in (({"method": "newton"}, "method"), ({"budget": 0}, "budget"), ({"seed": -1}, "seed"),
+                          ({"config": CEMConfig()}, "config")):
+        kwargs = {"method": "cmaes", **kwargs}
+        with pytest.raises(ConfigError, match=field):
+            optimize(problem, x0, **kwargs)
+    with pytest.raises(ConfigError, match="actions"):
+        optimize(problem, torch.zeros(4), "cem")
+    with pytest.raises(ConfigError, match="actions"):
+        optimize(problem, torch.tensor([0.0, math.nan, 0.0]), "cem")
+    with pytest.raises(ConfigError, match="lr"):
+        GradientConfig(lr=-1.0)
+    assert calls == []
+
+
+def test_hybrid_can_start_with_gradients_and_switch_when_they_slow_down():
+    """Verify hybrid(start="gradient"): on a convex problem it keeps descending; on two basins it still samples."""
+    quad, x0 = toys.quadratic(dim=6)
+    plain = optimize(quad, x0, "gradient", budget=60, grad_cost=2.0, config=GradientConfig(horizon_start=None))
+    first = optimize(quad, x0, "hybrid", budget=60, seed=0, grad_cost=2.0, config=HybridConfig(start="gradient"))
+    assert first.info["phases"][0]["phase"] == "gradient"
+    assert first.best_loss <= 1.01 * plain.best_loss
+    two, y0 = toys.two_basin()
+    res = optimize(two, y0, "hybrid", budget=100, seed=0, grad_cost=2.0, config=HybridConfig(start="gradient"))
+    assert [p["phase"] for p in res.info["phases"]][:2] == ["gradient", "sample"]
+    assert toys.two_basin_global(two, res.best_actions)
