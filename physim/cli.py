@@ -94,10 +94,14 @@ COMMANDS: dict[str, str | dict[str, str]] = {
     "trajopt": "physim.optim.trajectory.run:TrajoptConfig:cli_trajopt",
     "export": "physim.io.export:ExportConfig:cli_export",
     "optimizers": "physim.optim._cli:OptimizersConfig:list_command",
-    "data": {"nse": "physim.spectral.data:NSEDataConfig:generate_cli"},
     "gas": {"demo": "physim.gas.demo:GasDemoConfig:cli_demo"},
     "envs": "physim.envs.cli:EnvsConfig:list_envs",
     "play": "physim.envs.cli:PlayConfig:play",
+    "data": {
+        "nse": "physim.spectral.data:NSEDataConfig:generate_cli",
+        "darcy": "physim.solvers.datagen:DarcyDataConfig:generate_cli",
+        "poisson": "physim.solvers.datagen:PoissonDataConfig:generate_cli",
+    },
 }
 
 

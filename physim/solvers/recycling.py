@@ -1,0 +1,325 @@
+"""GCRO-DR: GMRES with deflated restarting and Krylov subspace recycling across systems.
+
+Parks, de Sturler, Mackey, Johnson & Maiti, "Recycling Krylov subspaces for sequences of
+linear systems", SIAM J. Sci. Comput. 28(5), 2006 — the method PETSc/HPDDM runs as
+``-ksp_hpddm_type gcrodr`` in SKR. Each restart cycle keeps k harmonic Ritz vectors (the
+approximate eigenvectors of the smallest eigenvalues, which slow GMRES down) and spends only
+m − k new Arnoldi steps. After a system is solved its subspace U is carried to the next one:
+C = A_new U is re-orthonormalised there (k products with A) and the new system starts already
+deflated. Related systems in a good order (see `physim.solvers.skr`) then need far fewer
+iterations.
+
+Written on numpy/scipy (the systems of data generation are scipy sparse matrices): A may be
+anything with ``A @ v`` on 1-D numpy arrays; the preconditioner is applied on the right
+(x = M y), so the reported residual is the true one. Real arithmetic.
+
+    space = RecycleSpace(k=20)
+    for A, b in systems:
+        res = gcrodr(A, b, m=40, recycle=space, rtol=1e-8)    # space.U carries over
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.linalg as sla
+import torch
+
+from physim.config import check_int, check_range
+from physim.errors import ConfigError
+from physim.solvers.result import SolveResult
+
+__all__ = ["RecycleSpace", "gcrodr"]
+
+
+@dataclass
+class RecycleSpace:
+    """The k-dimensional subspace carried from one system to the next.
+
+    Attributes:
+        k: Number of recycled vectors.
+        U: Basis of the recycled subspace in the (right-preconditioned) solution space, shape (n, k);
+            None before the first solve.
+    """
+
+    k: int = 20
+    U: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        check_int("k", self.k, 1)
+
+    def reset(self) -> None:
+        """Forget the carried subspace (e.g. when the next systems are unrelated)."""
+        self.U = None
+
+
+def _as_matvec(A: object, n: int) -> Callable[[np.ndarray], np.ndarray]:
+    if isinstance(A, torch.Tensor):
+        from physim.solvers.operators import to_scipy_sparse
+
+        A = to_scipy_sparse(A)
+    if hasattr(A, "shape") and tuple(A.shape) != (n, n):
+        raise ConfigError("A", f"operator of shape {tuple(A.shape)}", f"a square operator of size {n} to match b")
+    if hasattr(A, "__matmul__") and not callable(A):
+        return lambda v: np.asarray(A @ v).reshape(-1)
+    if hasattr(A, "matvec"):
+        return lambda v: np.asarray(A.matvec(v)).reshape(-1)
+    if callable(A):
+        return lambda v: np.asarray(A(v)).reshape(-1)
+    raise ConfigError("A", type(A).__name__, "a matrix (A @ v) or a callable v -> A v on numpy vectors")
+
+
+def _as_prec(M: object, A: object) -> Callable[[np.ndarray], np.ndarray] | None:
+    if M is None:
+        return None
+    if isinstance(M, str):
+        from physim.solvers.operators import as_operator
+        from physim.solvers.preconditioners import make_preconditioner
+
+        op = as_operator(A, n=A.shape[0], batch=1, dtype=torch.float64, device=torch.device("cpu"))
+        M = make_preconditioner(M, op, n=A.shape[0], batch=1)
+    if hasattr(M, "apply") and hasattr(M, "symmetric"):  # a physim Preconditioner on torch batches
+        prec = M
+        return lambda v: prec(torch.from_numpy(np.ascontiguousarray(v))[None])[0].numpy()
+    if hasattr(M, "matvec"):
+        return lambda v: np.asarray(M.matvec(v)).reshape(-1)
+    if callable(M):
+        return lambda v: np.asarray(M(v)).reshape(-1)
+    return lambda v: np.asarray(M @ v).reshape(-1)
+
+
+def _real_basis(vecs: np.ndarray, k: int) -> np.ndarray:
+    """An orthonormal real basis of span(Re, Im of the given eigenvectors), k columns."""
+    if np.iscomplexobj(vecs):
+        stacked = np.concatenate([vecs.real, vecs.imag], axis=1)
+    else:
+        stacked = vecs
+    q, s, _ = np.linalg.svd(stacked, full_matrices=False)
+    keep = min(k, int((s > s[0] * 1e-12).sum())) if s.size else 0
+    return q[:, :keep]
+
+
+def _harmonic_ritz(G: np.ndarray, W: np.ndarray, k: int) -> np.ndarray:
+    """k vectors of the generalised problem Gᵀ G z = θ Gᵀ W z with the smallest |θ|."""
+    try:
+        theta, Z = sla.eig(G.T @ G, G.T @ W)
+    except (np.linalg.LinAlgError, ValueError):
+        return np.zeros((G.shape[1], 0))
+    finite = np.isfinite(theta)
+    if not finite.any():
+        return np.zeros((G.shape[1], 0))
+    order = np.argsort(np.abs(np.where(finite, theta, np.inf)))
+    chosen = order[: min(k, int(finite.sum()))]
+    # Keep complex-conjugate pairs together: take the partner of the last one if it is complex.
+    if np.iscomplexobj(theta) and len(chosen) < finite.sum():
+        last = theta[chosen[-1]]
+        if abs(last.imag) > 0:
+            partner = order[len(chosen)]
+            chosen = np.append(chosen, partner)
+    return _real_basis(Z[:, chosen], k)
+
+
+def _arnoldi(apply: Callable, v0: np.ndarray, steps: int, Ct: np.ndarray | None):
+    """Arnoldi on (I − C Cᵀ)·apply, classical Gram–Schmidt (a second pass only when needed).
+
+    C and the new basis share one row-major buffer Z = [Cᵀ; Vᵀ] of shape (k + steps + 1, n), so the
+    projection on both is a single contiguous matrix-vector product, and Z[: k + j + 1] is V̂ᵀ.
+
+    Returns:
+        (Z, H, B, j): the buffer, the (j + 1) × j Hessenberg matrix, B = Cᵀ A V (k × j), and the
+        number j of steps taken (fewer than `steps` on breakdown: the space is then invariant).
+    """
+    n = v0.shape[0]
+    kc = 0 if Ct is None else Ct.shape[0]
+    Z = np.empty((kc + steps + 1, n))
+    if kc:
+        Z[:kc] = Ct
+    H = np.zeros((steps + 1, steps))
+    B = np.zeros((kc, steps))
+    Z[kc] = v0
+    done = steps
+    for j in range(steps):
+        w = apply(Z[kc + j])
+        basis = Z[: kc + j + 1]
+        norm_in = np.linalg.norm(w)
+        for _ in range(2):
+            h = basis @ w
+            w -= h @ basis
+            B[:, j] += h[:kc]
+            H[: j + 1, j] += h[kc:]
+            hn = np.linalg.norm(w)
+            # "Twice is enough" (Kahan–Parlett): a second pass only when cancellation was severe.
+            if hn > 0.7071 * norm_in:
+                break
+            norm_in = hn
+        H[j + 1, j] = hn
+        if hn <= 1e-14 * max(np.abs(H[: j + 1, j]).max(), 1e-300):
+            done = j + 1  # invariant subspace: the solution is in the current space
+            break
+        Z[kc + j + 1] = w / hn
+    return Z[: kc + done + 1], H[: done + 1, :done], B[:, :done], done
+
+
+def _right_inverse(P: np.ndarray, R: np.ndarray) -> np.ndarray:
+    """P R⁻¹ for a small upper-triangular R."""
+    return sla.solve_triangular(R, P.T, trans="T", lower=False).T
+
+
+def gcrodr(
+    A: object,
+    b: object,
+    *,
+    x0: object = None,
+    M: object = None,
+    rtol: float = 1e-8,
+    atol: float = 0.0,
+    m: int = 40,
+    recycle: RecycleSpace | None = None,
+    k: int = 20,
+    maxiter: int | None = None,
+    raise_on_fail: bool = False,
+) -> SolveResult:
+    """Solve A x = b by GCRO-DR(m, k), starting from and updating a recycled subspace.
+
+    Args:
+        A: Square matrix (scipy sparse, numpy, anything with ``A @ v``) or a callable v ↦ A v on
+            1-D numpy arrays.
+        b: Right-hand side, shape (n,), numpy or torch.
+        x0: Initial guess (default zeros).
+        M: Right preconditioner: a physim preconditioner name (``"ilu"``, ``"jacobi"``, ``"amg"``,
+            ``"ichol"``), a `Preconditioner`, a scipy LinearOperator or a callable on numpy vectors.
+        rtol, atol: Stop when ‖b − A x‖ ≤ max(rtol·‖b‖, atol) (true residual).
+        m: Subspace dimension per cycle (m − k new Arnoldi vectors once a space is recycled).
+        recycle: The carried `RecycleSpace` (updated in place). None: a fresh one with `k` vectors,
+            used within this solve only.
+        k: Recycled vectors when `recycle` is None.
+        maxiter: Limit on products with A (default 10 n).
+        raise_on_fail: Raise `NotConverged` instead of returning ``converged=False``.
+
+    Returns:
+        `SolveResult` (1 system): iterations count every product with A, including the k needed to
+        bring a carried subspace onto the new matrix; residuals are recorded once per cycle;
+        ``info`` has ``"cycles"`` and ``"recycled"`` (whether a carried subspace was used).
+    """
+    check_range("rtol", rtol, 0.0, 1.0)
+    check_range("atol", atol, 0.0)
+    bt = torch.as_tensor(b) if not isinstance(b, torch.Tensor) else b
+    if bt.ndim != 1:
+        raise ConfigError("b", f"array of shape {tuple(bt.shape)}", "a vector of shape (n,) (gcrodr solves one system)")
+    bv = bt.detach().cpu().numpy().astype(np.float64)
+    if not np.isfinite(bv).all():
+        raise ConfigError("b", "vector with non-finite entries (NaN or inf)", "finite entries")
+    n = bv.shape[0]
+    space = recycle if recycle is not None else RecycleSpace(k=k)
+    kk = space.k
+    check_int("m", m, kk + 1)
+    if maxiter is None:
+        maxiter = 10 * n
+    check_int("maxiter", maxiter, 1)
+    matvec = _as_matvec(A, n)
+    prec = _as_prec(M, A)
+    count = [0]
+
+    def apply_A(v: np.ndarray) -> np.ndarray:
+        count[0] += 1
+        return matvec(v)
+
+    def apply_AM(v: np.ndarray) -> np.ndarray:
+        return apply_A(v if prec is None else prec(v))
+
+    def to_x(y: np.ndarray) -> np.ndarray:
+        return y if prec is None else prec(y)
+
+    x = np.zeros(n) if x0 is None else np.asarray(torch.as_tensor(x0).detach().cpu().numpy(), dtype=np.float64).copy()
+    if x.shape != (n,):
+        raise ConfigError("x0", f"array of shape {x.shape}", f"shape ({n},) like b")
+    r = bv - apply_A(x) if x0 is not None else bv.copy()
+    tol = max(rtol * np.linalg.norm(bv), atol)
+    history = [float(np.linalg.norm(r))]
+    Ut = Ct = None  # recycled bases as rows: U (n, k) and C = A M U (n, k), C orthonormal
+    recycled = False
+    cycles = 0
+    verified = True
+    if history[-1] > tol and space.U is not None and space.U.shape == (n, kk):
+        # Bring the carried subspace onto this matrix: C = orth(A M U), U ← U R⁻¹ so that A M U = C.
+        AUt = np.stack([apply_AM(space.U[:, i]) for i in range(kk)])
+        Q, R = np.linalg.qr(AUt.T)
+        if np.abs(np.diag(R)).min() > 1e-12 * np.abs(np.diag(R)).max():
+            Rinv = sla.solve_triangular(R, np.eye(kk), lower=False)
+            Ct, Ut = Q.T.copy(), Rinv.T @ space.U.T
+            c_r = Ct @ r
+            x = x + to_x(c_r @ Ut)
+            r = r - c_r @ Ct
+            recycled = True
+            history.append(float(np.linalg.norm(r)))
+    while history[-1] > tol and count[0] < maxiter:
+        cycles += 1
+        beta = float(np.linalg.norm(r))
+        if Ct is None:
+            # Plain GMRES(m) cycle; its harmonic Ritz vectors seed the deflation space.
+            steps = min(m, maxiter - count[0], n)
+            Vt, H, _, j = _arnoldi(apply_AM, r / beta, steps, None)
+            e1 = np.zeros(j + 1)
+            e1[0] = beta
+            y = np.linalg.lstsq(H, e1, rcond=None)[0]
+            x = x + to_x(y @ Vt[:j])
+            r = r - (H @ y) @ Vt
+            if j >= kk + 1:
+                Hm = H[:j, :j]
+                f = np.linalg.lstsq(Hm.T, np.eye(j)[:, -1], rcond=None)[0]
+                Hmod = Hm.copy()
+                Hmod[:, -1] += H[j, j - 1] ** 2 * f
+                theta, Zr = np.linalg.eig(Hmod)
+                order = np.argsort(np.abs(theta))[:kk]
+                P = _real_basis(Zr[:, order], kk)
+                if P.shape[1] == kk:
+                    Q, R = np.linalg.qr(H @ P)
+                    Ct = Q.T @ Vt
+                    Ut = _right_inverse(P, R).T @ Vt[:j]
+        else:
+            steps = min(m - kk, max(maxiter - count[0], 1), n)
+            Vht, H, Bm, j = _arnoldi(apply_AM, r / beta, steps, Ct)      # V̂ᵀ = [Cᵀ; V_{j+1}ᵀ], rows
+            Vt = Vht[kk:]
+            d = 1.0 / np.linalg.norm(Ut, axis=1)
+            Ud = Ut * d[:, None]                                              # Ũᵀ; Ŵᵀ = [Ũᵀ; V_jᵀ]
+            G = np.zeros((kk + j + 1, kk + j))                                # Ĝ
+            G[:kk, :kk] = np.diag(d)
+            G[:kk, kk:] = Bm
+            G[kk:, kk:] = H
+            rhs = Vht @ r
+            y = np.linalg.lstsq(G, rhs, rcond=None)[0]
+            x = x + to_x(y[:kk] @ Ud + y[kk:] @ Vt[:j])
+            r = r - (G @ y) @ Vht
+            # V̂ᵀŴ = [[CᵀŨ, 0], [Vᵀ Ũ, I; 0]]: C ⟂ V by construction, so only the Ũ columns need products.
+            VW = np.zeros((kk + j + 1, kk + j))
+            VW[:, :kk] = Vht @ Ud.T
+            VW[kk: kk + j, kk:] = np.eye(j)
+            P = _harmonic_ritz(G, VW, kk)
+            if P.shape[1] == kk:
+                Q, R = np.linalg.qr(G @ P)
+                Ct = Q.T @ Vht
+                coef = _right_inverse(P, R).T                                 # new Uᵀ = coef · Ŵᵀ
+                Ut = coef[:, :kk] @ Ud + coef[:, kk:] @ Vt[:j]
+        rn = float(np.linalg.norm(r))
+        verified = False
+        if rn <= tol:  # confirm with the true residual before stopping
+            r = bv - apply_A(x)
+            rn = float(np.linalg.norm(r))
+            verified = True
+        history.append(rn)
+    if Ut is not None:
+        space.U = Ut.T.copy()
+    if cycles and not verified:
+        history[-1] = float(np.linalg.norm(bv - apply_A(x)))
+    final = history[-1]
+    dtype = bt.dtype if bt.is_floating_point() else torch.float64
+    result = SolveResult(
+        torch.as_tensor(x, dtype=dtype), torch.tensor(final <= tol), torch.tensor(count[0]),
+        torch.tensor(history, dtype=torch.float64), torch.tensor(tol, dtype=torch.float64), "gcrodr",
+        {"cycles": cycles, "recycled": recycled},
+    )
+    if raise_on_fail:
+        result.raise_if_not_converged()
+    return result
