@@ -13,7 +13,7 @@ import math
 
 import torch
 from physim.operators.base import OperatorBase
-from physim.operators.nclaw.invariant import check_common, check_F, lame, zero_last_mlp
+from physim.operators.nclaw.invariant import LOG_GAIN, check_common, check_F, lame, zero_last_mlp
 from physim.operators.nclaw.tensors import eye_like, sym, trace
 from torch import nn
 
@@ -52,7 +52,7 @@ class PlainMLPStress(OperatorBase, name="nclaw-mlp"):
 
     def moduli(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Current Lamé parameters (μ, λ) [Pa] of the linear skip."""
-        return self.mu0 * self.log_mu.exp(), self.lam0 * self.log_lam.exp()
+        return self.mu0 * torch.exp(LOG_GAIN * self.log_mu), self.lam0 * torch.exp(LOG_GAIN * self.log_lam)
 
     def forward(self, F: torch.Tensor) -> torch.Tensor:
         check_F(F, self.dim, "nclaw-mlp")

@@ -23,7 +23,7 @@ import math
 
 import torch
 from physim.operators.base import OperatorBase
-from physim.operators.nclaw.invariant import check_F, lame
+from physim.operators.nclaw.invariant import LOG_GAIN, check_F, lame
 from physim.operators.nclaw.tensors import eye_like, plane_strain, trace
 
 from physim.config import check_int, check_positive, check_range
@@ -87,7 +87,7 @@ class E3nnElasticLaw(OperatorBase, name="nclaw-e3nn"):
 
     def moduli(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Current Lamé parameters (μ, λ) [Pa] of the linear skeleton."""
-        return self.mu0 * self.log_mu.exp(), self.lam0 * self.log_lam.exp()
+        return self.mu0 * torch.exp(LOG_GAIN * self.log_mu), self.lam0 * torch.exp(LOG_GAIN * self.log_lam)
 
     def kirchhoff(self, F: torch.Tensor) -> torch.Tensor:
         """Kirchhoff stress τ [Pa], shape (..., dim, dim)."""

@@ -22,15 +22,30 @@ import math
 
 import torch
 from physim.operators.base import OperatorBase
-from physim.operators.nclaw.tensors import SMOOTH_DELTA, dev, eye_like, polar, smooth_norm, trace
+from physim.operators.nclaw.tensors import SMOOTH_DELTA, det, dev, eye_like, polar, smooth_norm, trace
 from torch import nn
 
 from physim.config import check_int, check_positive, check_range
 from physim.errors import ConfigError
 
-__all__ = ["InvariantElasticLaw", "InvariantHead", "check_F", "check_common", "invariants", "lame", "zero_last_mlp"]
+__all__ = [
+    "INVARIANT_COUNT",
+    "LOG_GAIN",
+    "InvariantElasticLaw",
+    "InvariantHead",
+    "check_F",
+    "check_common",
+    "invariants",
+    "lame",
+    "zero_last_mlp",
+]
 
 INVARIANT_COUNT = 4
+
+LOG_GAIN = 10.0
+"""Gain g of logarithmic scale parameters, value = value₀ · exp(g θ): Adam moves a parameter by
+about the learning rate per step, and moduli or yield strains must move by factors, weights by
+percents."""
 
 
 def lame(youngs_modulus: float, poisson_ratio: float) -> tuple[float, float]:
@@ -131,14 +146,14 @@ class InvariantElasticLaw(OperatorBase, name="nclaw-invariant"):
         mu, lam = lame(youngs_modulus, poisson_ratio)
         self.register_buffer("mu0", torch.tensor(mu))
         self.register_buffer("lam0", torch.tensor(lam))
-        # Moduli as μ₀·exp(θ): positive, and Adam's steps are relative changes whatever the scale.
+        # Moduli as μ₀·exp(g θ): positive, and Adam's steps are relative changes whatever the scale.
         self.log_mu = nn.Parameter(torch.zeros(()))
         self.log_lam = nn.Parameter(torch.zeros(()))
         self.head = InvariantHead(width, depth)
 
     def moduli(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Current Lamé parameters (μ, λ) [Pa] of the linear skeleton."""
-        return self.mu0 * self.log_mu.exp(), self.lam0 * self.log_lam.exp()
+        return self.mu0 * torch.exp(LOG_GAIN * self.log_mu), self.lam0 * torch.exp(LOG_GAIN * self.log_lam)
 
     def biot_stress(self, E: torch.Tensor, J: torch.Tensor) -> torch.Tensor:
         """Symmetric stress T(E) [Pa] from the Biot strain E = U − I, shape (..., d, d)."""
@@ -151,7 +166,7 @@ class InvariantElasticLaw(OperatorBase, name="nclaw-invariant"):
     def forward(self, F: torch.Tensor) -> torch.Tensor:
         check_F(F, self.dim, "nclaw-invariant")
         R, E = polar(F)
-        return R @ self.biot_stress(E, torch.linalg.det(F))
+        return R @ self.biot_stress(E, det(F))
 
     def kirchhoff(self, F: torch.Tensor) -> torch.Tensor:
         """Kirchhoff stress τ = P Fᵀ [Pa], shape (..., d, d)."""

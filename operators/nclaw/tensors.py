@@ -12,6 +12,7 @@ import torch
 
 __all__ = [
     "cofactor3",
+    "det",
     "dev",
     "eye_like",
     "plane_strain",
@@ -58,6 +59,16 @@ def cofactor3(A: torch.Tensor) -> torch.Tensor:
     """Cofactor matrices of 3×3 matrices, shape (..., 3, 3): A⁻ᵀ = cof(A) / det(A)."""
     a, b, c = A[..., 0, :], A[..., 1, :], A[..., 2, :]
     return torch.stack([torch.linalg.cross(b, c), torch.linalg.cross(c, a), torch.linalg.cross(a, b)], dim=-2)
+
+
+def det(F: torch.Tensor) -> torch.Tensor:
+    """Determinants of 2×2 or 3×3 matrices by their closed form, shape (...).
+
+    torch.linalg.det runs a batched LU factorisation, several times slower for tiny matrices.
+    """
+    if F.shape[-1] == 2:
+        return F[..., 0, 0] * F[..., 1, 1] - F[..., 0, 1] * F[..., 1, 0]
+    return (F[..., 0, :] * torch.linalg.cross(F[..., 1, :], F[..., 2, :])).sum(-1)
 
 
 def _skew3(w: torch.Tensor) -> torch.Tensor:

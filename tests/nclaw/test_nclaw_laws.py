@@ -146,6 +146,20 @@ def test_plastic_projection_is_rotation_equivariant_and_fixes_identity(dim):
 
 
 @pytest.mark.parametrize("dim", [2, 3])
+def test_plastic_projection_never_increases_the_elastic_strain(dim):
+    """Verify |dev E'| ≤ |dev E| and tr E' ≤ tr E for a trained-like projection, so it cannot blow a rollout up."""
+    proj = perturbed(NeuralPlasticity(dim=dim, width=16), scale=0.1)
+    F = random_F(256, dim, 0.3)
+    _, E = polar(F)
+    _, E_new = polar(proj(F))
+    dev_norm = lambda A: (A - A.diagonal(dim1=-2, dim2=-1).sum(-1)[..., None, None] / dim * torch.eye(dim)).norm(dim=(-1, -2))  # noqa: E731
+    tr = lambda A: A.diagonal(dim1=-2, dim2=-1).sum(-1)  # noqa: E731
+    assert (dev_norm(E_new) < dev_norm(E)).float().mean() > 0.2  # it projects a good part of these strains
+    assert (dev_norm(E_new) <= dev_norm(E) + 1e-12).all()
+    assert (tr(E_new) <= tr(E) + 1e-12).all()
+
+
+@pytest.mark.parametrize("dim", [2, 3])
 def test_polar_matches_svd_and_is_exact_at_identity(dim):
     """Verify the polar factor against torch's SVD (W Vᵀ) and exactness at F = I."""
     F = random_F(200, dim, 0.5)
