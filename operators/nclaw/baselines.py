@@ -73,16 +73,24 @@ class PlainMLPStress(OperatorBase, name="nclaw-mlp"):
 
 
 class PlainMLPPlasticity(OperatorBase, name="nclaw-mlp-plastic"):
-    """Baseline projection F' = F + ε₀ MLP(vec(F − I)/ε₀); identity at initialisation (last layer zero)."""
+    """Baseline projection F' = F + α MLP(vec(F − I)/ε₀); identity at initialisation (last layer zero).
 
-    def __init__(self, *, dim: int = 3, width: int = 64, depth: int = 2, strain_scale: float = 0.05):
+    Nothing keeps it from amplifying strain, so its output is scaled by a small α per substep
+    (as NCLaw's paper does for its plastic network, α = 1e-3); a unit-scale output makes the
+    first optimizer step blow the rollout up.
+    """
+
+    def __init__(self, *, dim: int = 3, width: int = 64, depth: int = 2, strain_scale: float = 0.05,
+                 step_scale: float = 1e-3):
         super().__init__()
         check_common(dim, width, depth, strain_scale)
+        check_positive("step_scale", step_scale)
         self.dim = dim
         self.strain_scale = float(strain_scale)
+        self.step_scale = float(step_scale)
         self.net = zero_last_mlp(dim * dim, dim * dim, width, depth)
 
     def forward(self, F: torch.Tensor) -> torch.Tensor:
         check_F(F, self.dim, "nclaw-mlp-plastic")
         H = (F - eye_like(F)).flatten(-2) / self.strain_scale
-        return F + self.strain_scale * self.net(H).unflatten(-1, (self.dim, self.dim))
+        return F + self.step_scale * self.net(H).unflatten(-1, (self.dim, self.dim))

@@ -75,18 +75,16 @@ class Trajectory:
         return int(self.x.shape[0]) - 1
 
     def state(self, t: int, sim):
-        """The observed state at step t as a `physim.mpm.State` of simulator `sim` (no colliders)."""
-        from physim.mpm import State
+        """The observed state at step t as a `physim.mpm.State` of simulator `sim` (static colliders only)."""
+        import dataclasses
 
+        if any(c.kinematic for c in sim.colliders):
+            raise ValueError("Trajectory.state: NCLaw's teacher forcing supports static colliders only")
         opts = {"device": sim.device, "dtype": sim.dtype}
-        k = len(sim.colliders)
-        if k:
-            raise ValueError("Trajectory.state: scenes with colliders are not supported by NCLaw's teacher forcing")
-        empty = torch.zeros(0, 3, **opts)
-        return State(x=self.x[t].to(**opts), v=self.v[t].to(**opts), C=self.C[t].to(**opts),
-                     F=self.F[t].to(**opts), collider_pose=torch.zeros(0, 7, **opts), collider_force=empty,
-                     collider_torque=empty.clone(),
-                     time=torch.tensor(t * sim.cfg.control_dt, device=sim.device, dtype=torch.float64))
+        # Static colliders keep their initial pose; contact forces are outputs, not inputs, of a step.
+        return dataclasses.replace(
+            sim.reset(), x=self.x[t].to(**opts), v=self.v[t].to(**opts), C=self.C[t].to(**opts),
+            F=self.F[t].to(**opts), time=torch.tensor(t * sim.cfg.control_dt, device=sim.device, dtype=torch.float64))
 
 
 def generate_trajectory(sim, steps: int, meta: dict[str, Any]) -> Trajectory:

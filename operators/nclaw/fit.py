@@ -23,7 +23,9 @@ Variants (all trained the same way, in the same script):
 from __future__ import annotations
 
 import json
+import logging
 import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,7 +44,7 @@ from physim.operators.nclaw.scenes import (
 from torch import nn
 
 from physim.config import check_choice, check_int, check_positive, check_range
-from physim.errors import ConfigError
+from physim.errors import ConfigError, SimulationDiverged
 from physim.io.atomic import atomic_write_text
 
 __all__ = [
@@ -66,6 +68,8 @@ FIT_PARAMS = {
     "water": ("bulk_modulus", "viscosity"),
 }
 """Parameters the system-identification baseline fits, per material."""
+
+log = logging.getLogger(__name__)
 
 _NU_MAX = 0.45
 _PHI_MAX = 60.0
@@ -123,7 +127,7 @@ class FitConfig:
     Attributes:
         variant: ``invariant``, ``e3nn``, ``mlp`` or ``analytic``.
         epochs: Optimizer steps (one per pass over the trajectory).
-        lr: Peak learning rate; None: 1e-2 for networks, 5e-2 for the analytic parameters.
+        lr: Peak learning rate; None: 1e-2 for networks, 0.1 for the analytic parameters.
         window_min: Shortest teacher-forcing window [control steps].
         full_fraction: Fraction of the epochs, at the end, trained on full rollouts.
         grad_clip: Gradient-norm clip.
@@ -163,7 +167,7 @@ class FitConfig:
     def learning_rate(self) -> float:
         if self.lr is not None:
             return self.lr
-        return 5e-2 if self.variant == "analytic" else 1e-2
+        return 0.1 if self.variant == "analytic" else 1e-2
 
 
 @dataclass(frozen=True)
@@ -175,12 +179,14 @@ class FitResult:
         history: Per-epoch metrics (train_loss, valid_loss, window, lr, seconds).
         wall_time: Training time [s] (all resumed runs together).
         path: The saved model: a learned-law file (networks) or fitted.json (analytic).
+        stopped: Why training ended early (the simulation diverged), or None.
     """
 
     model: nn.Module
     history: list[dict[str, float]]
     wall_time: float
     path: Path
+    stopped: str | None = None
 
 
 def _density(material: str) -> float:
@@ -284,19 +290,32 @@ def fit(material: str, traj: Trajectory, spec: SceneSpec, cfg: FitConfig, run_di
     trainer = Trainer(model, tcfg, windows, [{"window": spec.steps}], loss_fn=loss_fn, valid_fn=valid_fn,
                       device=sim.device)
     windows.trainer = trainer
-    result = trainer.fit()
+    stopped = None
+    t0 = time.perf_counter()
+    try:
+        result = trainer.fit()
+        history, wall = result.history, result.wall_time
+    except SimulationDiverged as exc:
+        # A law without priors can drive the simulation unstable; keep the best epoch so far and
+        # report it (an unconstrained plastic MLP can amplify strain until particles fly off).
+        stopped = f"simulation diverged in epoch {trainer.global_step}: {exc}"
+        log.warning("%s: %s", run_dir, stopped)
+        saved = torch.load(trainer.checkpoint_path, weights_only=False) if trainer.checkpoint_path.exists() else {}
+        history = saved.get("history", [])
+        wall = saved.get("wall_time", 0.0) + time.perf_counter() - t0
+    best_path = trainer.best_model_path
     if isinstance(model, NeuralConstitutiveLaw):
-        best = load_law(result.best_model_path)
+        best = load_law(best_path) if best_path.exists() else model
         path = best.save(run_dir / "law.pt")
     else:
-        state = torch.load(result.best_model_path, weights_only=True)["state_dict"]
-        model.load_state_dict(state)
+        if best_path.exists():
+            model.load_state_dict(torch.load(best_path, weights_only=True)["state_dict"])
         best = model
         values = {k: float(v) for k, v in model.values().items()}
         path = run_dir / "fitted.json"
         atomic_write_text(path, json.dumps({"material": material, "fitted": values,
                                             "initial_guess": model.guess}, indent=2))
-    return FitResult(model=best, history=result.history, wall_time=result.wall_time, path=path)
+    return FitResult(model=best, history=history, wall_time=wall, path=path, stopped=stopped)
 
 
 def describe_history(history: list[dict[str, Any]]) -> str:

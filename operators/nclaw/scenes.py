@@ -15,13 +15,14 @@ sand        `DruckerPrager` (Hencky + Klár cone)           E 1.5e5 Pa, ν 0.2, 
 water       `NewtonianFluid` (weakly compressible)         K 1e5 Pa, η 1e-3 Pa·s, ρ 1e3
 ==========  =============================================  =====================================
 
-Cases (positions in a unit domain, gravity −y, slip walls):
+Cases (positions in a unit domain, gravity −y; the floor, and in the boundary case a
+wall, are plane colliders with Coulomb friction 0.3 inside the domain's walls):
 
 - ``train``: a box thrown down and sideways onto the floor (the one training trajectory);
 - ``shape``: a bunny-like silhouette (2D; a sphere in 3D) in the same motion;
 - ``velocity``: the box thrown down four times faster, and to the left;
 - ``horizon``: the training scene for twice as many steps;
-- ``boundary``: the box thrown against the right wall instead of the floor;
+- ``boundary``: the box thrown against a vertical wall instead of the floor;
 - ``multi``: the material and a second learned material colliding on the same grid.
 """
 
@@ -41,6 +42,7 @@ __all__ = [
     "PARTNER",
     "SceneSpec",
     "bodies_for_case",
+    "colliders_for_case",
     "ground_truth_material",
     "initial_guess",
     "make_simulator",
@@ -80,6 +82,7 @@ class SceneSpec:
         substeps: Substeps per control step.
         dt: Substep [s].
         box: Edge of the training box [m].
+        gap: Height of the training box above the floor at the start [m].
     """
 
     dim: int = 2
@@ -89,6 +92,7 @@ class SceneSpec:
     substeps: int = 5
     dt: float = 1e-3
     box: float = 0.25
+    gap: float = 0.045
 
     def __post_init__(self) -> None:
         check_int("dim", self.dim, 2, 3)
@@ -98,6 +102,7 @@ class SceneSpec:
         check_int("substeps", self.substeps, 1)
         check_positive("dt", self.dt)
         check_range("box", self.box, 0.05, 0.4)
+        check_range("gap", self.gap, 0.0, 0.3)
 
     def scene_config(self, *, dtype: str = "float32"):
         from physim.mpm import SceneConfig
@@ -179,7 +184,8 @@ def bodies_for_case(case: str, spec: SceneSpec, materials: dict[str, Any]) -> li
 
     check_choice("case", case, CASES)
     s = spec.box
-    box = Box(center=_pos(spec, 0.4, 0.26), size=(s,) * spec.dim)
+    y = FLOOR_HEIGHT + spec.gap + s / 2
+    box = Box(center=_pos(spec, 0.4, y), size=(s,) * spec.dim)
     main = materials["main"]
     ppc = spec.particles_per_cell
     if case in ("train", "horizon"):
@@ -188,28 +194,49 @@ def bodies_for_case(case: str, spec: SceneSpec, materials: dict[str, Any]) -> li
         if spec.dim == 2:
             from physim.mpm.shapes import Particles
 
-            pts, vol = _bunny_2d(np.array([0.4, 0.28]), s, 1.0 / spec.grid, ppc)
+            pts, vol = _bunny_2d(np.array([0.4, y + 0.02]), s, 1.0 / spec.grid, ppc)
             shape = Particles(positions=pts, volume=vol)
         else:
-            shape = Sphere(center=_pos(spec, 0.4, 0.28), radius=0.62 * s)
+            shape = Sphere(center=_pos(spec, 0.4, y + 0.02), radius=0.62 * s)
         return [Body(name="main", shape=shape, material=main, velocity=_vel(spec, 1.0, -0.5), particles_per_cell=ppc)]
     if case == "velocity":
         return [Body(name="main", shape=box, material=main, velocity=_vel(spec, -0.5, -2.0), particles_per_cell=ppc)]
     if case == "boundary":
-        wall_box = Box(center=_pos(spec, 0.72, 0.5), size=(s,) * spec.dim)
+        wall_box = Box(center=_pos(spec, 0.6, 0.5), size=(s,) * spec.dim)
         return [Body(name="main", shape=wall_box, material=main, velocity=_vel(spec, 2.5, 0.3),
                      particles_per_cell=ppc)]
     # multi: the material and its partner thrown at each other, meeting mid-air before landing.
     small = 0.8 * s
-    left = Box(center=_pos(spec, 0.3, 0.35), size=(small,) * spec.dim)
-    right = Box(center=_pos(spec, 0.68, 0.42), size=(small,) * spec.dim)
+    left = Box(center=_pos(spec, 0.3, 0.38), size=(small,) * spec.dim)
+    right = Box(center=_pos(spec, 0.68, 0.45), size=(small,) * spec.dim)
     return [Body(name="main", shape=left, material=main, velocity=_vel(spec, 1.5, 0.0), particles_per_cell=ppc),
             Body(name="partner", shape=right, material=materials["partner"], velocity=_vel(spec, -1.5, 0.0),
                  particles_per_cell=ppc)]
+
+
+FLOOR_HEIGHT = 0.12
+"""Height of the floor plane [m] (above the domain's own walls, which stay a backstop)."""
+WALL_X = 0.85
+"""Position of the boundary case's wall [m]."""
+FRICTION = 0.3
+
+
+def colliders_for_case(case: str, spec: SceneSpec) -> list:
+    """The static plane colliders of a case: the floor, plus a vertical wall in the boundary case."""
+    from physim.mpm import PlaneCollider
+
+    check_choice("case", case, CASES)
+    out = [PlaneCollider(name="floor", position=(0.0, FLOOR_HEIGHT, 0.0), normal=(0.0, 1.0, 0.0),
+                         friction=FRICTION)]
+    if case == "boundary":
+        out.append(PlaneCollider(name="wall", position=(WALL_X, 0.0, 0.0), normal=(-1.0, 0.0, 0.0),
+                                 friction=FRICTION))
+    return out
 
 
 def make_simulator(case: str, spec: SceneSpec, materials: dict[str, Any], *, dtype: str = "float32"):
     """A physim.mpm Simulator of `case` with the given materials."""
     from physim.mpm import Simulator
 
-    return Simulator(spec.scene_config(dtype=dtype), bodies_for_case(case, spec, materials))
+    return Simulator(spec.scene_config(dtype=dtype), bodies_for_case(case, spec, materials),
+                     colliders_for_case(case, spec))
