@@ -4,7 +4,7 @@ The trial deformation gradient is split by polar decomposition, F = R (I + E), a
 Biot strain E (normalised, Ê = E/ε₀) into its mean p = tr Ê / d and deviator D = dev Ê
 with norm q = |D|. The projection returns the trial state towards a learned admissible set
 
-    D' = min(1, k(z) / q) D,          p' = min(p, κ(z)),
+    D' = min(1, k(z) / q) D,          p' = min(p, κ(z))  (kept where the stretch would collapse),
     F' = F + ε₀ R [(p' − p) I + (D' − D)],
 
 where the yield radius k and the tension cut-off κ are positive functions of the strain
@@ -21,6 +21,8 @@ q ≤ k₀, p ≤ κ₀ (strains of `yield_strain` = 5 % by default): the identi
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from physim.operators.base import OperatorBase
@@ -77,7 +79,12 @@ class NeuralPlasticity(OperatorBase, name="nclaw-plastic"):
         q = smooth_norm((D * D).sum((-1, -2)))
         p = trace(E_hat) / self.dim
         # k / max(q, k) is exactly 1 inside the yield surface, so F comes back unchanged there.
-        shrink = k / torch.maximum(q, k) - 1.0
-        dp = torch.minimum(p, kappa) - p
+        scale = k / torch.maximum(q, k)
+        # The stretch I + ε₀(p' I + s D) must stay positive definite for E' to be the strain of F':
+        # its smallest eigenvalue is at least 1 + ε₀(p' − c_d s q). The cut-off never pushes it below
+        # 1/4 (and never raises p), which only bites for deviatoric strains beyond ~75 %.
+        floor = math.sqrt((self.dim - 1) / self.dim) * scale * q - 0.75 / self.strain_scale
+        p_new = torch.maximum(torch.minimum(p, kappa), torch.minimum(p, floor))
+        shrink, dp = scale - 1.0, p_new - p
         step = dp[..., None, None] * eye_like(F) + shrink[..., None, None] * D
         return F + self.strain_scale * (R @ step)

@@ -1,9 +1,11 @@
 """Small batched tensor helpers shared by the NCLaw laws.
 
 Every function takes matrices of shape (..., d, d) and works for d = 2 and d = 3.
-The 3D polar decomposition has a hand-written backward: torch's SVD backward divides
-by differences of singular values and returns NaN when two of them coincide, which
-is the case for every particle of an undeformed body (F = I).
+The polar decomposition must have a backward that stays finite at repeated singular
+values: torch's SVD backward divides by their differences and returns NaN when two
+coincide, which is the case for every particle of an undeformed body (F = I). In 3D it
+is physim.mpm's `polar` (SVD forward, a backward with sums σ_i + σ_j only); in 2D the
+rotation has a closed form, several times cheaper for the small batches of a substep.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ from __future__ import annotations
 import torch
 
 __all__ = [
-    "cofactor3",
     "det",
     "dev",
     "eye_like",
@@ -55,12 +56,6 @@ def smooth_norm(sq: torch.Tensor) -> torch.Tensor:
     return torch.sqrt(sq + SMOOTH_DELTA**2) - SMOOTH_DELTA
 
 
-def cofactor3(A: torch.Tensor) -> torch.Tensor:
-    """Cofactor matrices of 3×3 matrices, shape (..., 3, 3): A⁻ᵀ = cof(A) / det(A)."""
-    a, b, c = A[..., 0, :], A[..., 1, :], A[..., 2, :]
-    return torch.stack([torch.linalg.cross(b, c), torch.linalg.cross(c, a), torch.linalg.cross(a, b)], dim=-2)
-
-
 def det(F: torch.Tensor) -> torch.Tensor:
     """Determinants of 2×2 or 3×3 matrices by their closed form, shape (...).
 
@@ -69,62 +64,6 @@ def det(F: torch.Tensor) -> torch.Tensor:
     if F.shape[-1] == 2:
         return F[..., 0, 0] * F[..., 1, 1] - F[..., 0, 1] * F[..., 1, 0]
     return (F[..., 0, :] * torch.linalg.cross(F[..., 1, :], F[..., 2, :])).sum(-1)
-
-
-def _skew3(w: torch.Tensor) -> torch.Tensor:
-    """[w]×: the skew matrix of axial vectors w, shape (..., 3) → (..., 3, 3)."""
-    z = torch.zeros_like(w[..., 0])
-    x, y, t = w[..., 0], w[..., 1], w[..., 2]
-    return torch.stack([z, -t, y, t, z, -x, -y, x, z], dim=-1).unflatten(-1, (3, 3))
-
-
-def _axial3(K: torch.Tensor) -> torch.Tensor:
-    """Axial vector (K₃₂, K₁₃, K₂₁) of (the skew part of) K, shape (..., 3)."""
-    return torch.stack([K[..., 2, 1], K[..., 0, 2], K[..., 1, 0]], dim=-1)
-
-
-def _newton_polar3(F: torch.Tensor, max_iter: int = 12) -> torch.Tensor:
-    # Higham's Newton iteration R ← (ζR + R⁻ᵀ/ζ)/2 with determinant scaling ζ = |det R|^(-1/3):
-    # quadratic convergence, < 8 iterations to machine precision even at condition number 1e5
-    # (4 for MPM-sized strains), and several times cheaper than a batched LAPACK SVD of 3×3
-    # matrices. Exact at F = I: every operation reproduces the identity without rounding.
-    tol = 8 * torch.finfo(F.dtype).eps
-    R = F
-    for k in range(max_iter):
-        C = cofactor3(R)
-        det = (R[..., 0, :] * C[..., 0, :]).sum(-1)[..., None, None]
-        zeta = det.abs().pow(-1.0 / 3.0)
-        R_next = 0.5 * (zeta * R + C / (det * zeta))
-        done = k >= 2 and bool((R_next - R).abs().max() <= tol) if R.numel() else True
-        R = R_next
-        if done:
-            break
-    return R
-
-
-class _Polar3(torch.autograd.Function):
-    """Orthogonal factor R of F = R S (3D) with the backward of the Sylvester equation."""
-
-    @staticmethod
-    def forward(ctx, F):
-        R = _newton_polar3(F)
-        ctx.save_for_backward(R, F)
-        return R
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, gR):
-        # dR = R [ω]× with (tr S · I − S) ω = axial(Rᵀ dF − dFᵀ R), S = Rᵀ F. The matrix
-        # tr S · I − S has eigenvalues σ_i + σ_j: sums, never differences, of singular values,
-        # so the derivative stays finite where singular values coincide (F = I), unlike the
-        # backward of torch.linalg.svd, which returns NaN there. The VJP is the adjoint:
-        # gF = R [b]×,  (tr S · I − S) b = axial(M − Mᵀ),  M = Rᵀ gR.
-        R, F = ctx.saved_tensors
-        S = sym(R.transpose(-1, -2) @ F)
-        G = trace(S)[..., None, None] * eye_like(S) - S
-        M = R.transpose(-1, -2) @ gR
-        b = torch.linalg.solve(G, _axial3(M - M.transpose(-1, -2)))
-        return R @ _skew3(b)
 
 
 def _polar2(F: torch.Tensor) -> torch.Tensor:
@@ -141,8 +80,8 @@ def polar(F: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         F: Deformation gradients, shape (..., d, d), d = 2 or 3, det F > 0.
 
     Returns:
-        R: Rotations, shape (..., d, d) (for det F < 0 in 3D, the orthogonal polar factor,
-            an improper rotation).
+        R: Proper rotations, shape (..., d, d) (for an inverted F, det F < 0, the rotation of
+            the signed decomposition, whose stretch then has a negative principal value).
         E: Biot strain U − I of the right stretch U = Rᵀ F (symmetrised), shape (..., d, d);
             exactly zero when F is exactly the identity.
     """
@@ -150,7 +89,14 @@ def polar(F: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     if d == 2:
         R = _polar2(F)
     elif d == 3:
-        R = _Polar3.apply(F)
+        from physim.mpm.materials import polar as polar3
+
+        R = polar3(F)
+        # Exactly the identity where F is (stress-free at rest must not hang on LAPACK's rounding),
+        # while the gradient still flows through the SVD-based factor.
+        eye = eye_like(F)
+        at_rest = (F == eye).flatten(-2).all(-1)[..., None, None]
+        R = R + ((eye - R) * at_rest).detach()
     else:
         raise ValueError(f"polar: F has shape {tuple(F.shape)}; expected (..., 2, 2) or (..., 3, 3)")
     E = sym(R.transpose(-1, -2) @ F) - eye_like(F)

@@ -78,4 +78,7 @@ def test_law_gradients_match_fd_in_F_and_in_the_weights(name, dim):
     def with_params(*ps):
         return scale * torch.func.functional_call(law, dict(zip(names, ps)), (F,))
 
-    assert_grad_matches_fd(with_params, values, rtol=1e-6, n_directions=2)
+    # Every parameter tensor alone along one direction, four of them (first, two inner, last) along two more.
+    some = sorted({0, len(values) // 3, 2 * len(values) // 3, len(values) - 1})
+    assert_grad_matches_fd(with_params, values, rtol=1e-6, n_directions=2, wrt=some)
+    assert_grad_matches_fd(with_params, values, rtol=1e-6, n_directions=1, wrt=range(len(values)), seed=1)
