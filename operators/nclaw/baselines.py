@@ -9,20 +9,17 @@ once training moves the weights (the MLP has biases and sees F − I entry by en
 
 from __future__ import annotations
 
-import math
-
 import torch
 from physim.operators.base import OperatorBase
-from physim.operators.nclaw.invariant import LOG_GAIN, check_common, check_F, lame, zero_last_mlp
+from physim.operators.nclaw.common import ElasticLawBase, check_common, check_F, zero_last_mlp
 from physim.operators.nclaw.tensors import eye_like, sym, trace
-from torch import nn
 
-from physim.config import check_positive, check_range
+from physim.config import check_positive
 
 __all__ = ["PlainMLPPlasticity", "PlainMLPStress"]
 
 
-class PlainMLPStress(OperatorBase, name="nclaw-mlp"):
+class PlainMLPStress(ElasticLawBase, name="nclaw-mlp"):
     """Baseline stress P = 2μ sym(F − I) + λ tr(F − I) I + σ₀ MLP(vec(F − I)/ε₀).
 
     Args:
@@ -38,21 +35,8 @@ class PlainMLPStress(OperatorBase, name="nclaw-mlp"):
                  poisson_ratio: float = 0.3, strain_scale: float = 0.05):
         super().__init__()
         check_common(dim, width, depth, strain_scale)
-        check_positive("youngs_modulus", youngs_modulus)
-        check_range("poisson_ratio", poisson_ratio, -1.0, 0.5, low_inclusive=False, high_inclusive=False)
-        self.dim = dim
-        self.strain_scale = float(strain_scale)
-        self.stress_scale = float(youngs_modulus) * self.strain_scale
-        mu, lam = lame(youngs_modulus, poisson_ratio)
-        self.register_buffer("mu0", torch.tensor(mu))
-        self.register_buffer("lam0", torch.tensor(lam))
-        self.log_mu = nn.Parameter(torch.zeros(()))
-        self.log_lam = nn.Parameter(torch.zeros(()))
+        self._setup_skeleton(dim, youngs_modulus, poisson_ratio, strain_scale)
         self.net = zero_last_mlp(dim * dim, dim * dim, width, depth)
-
-    def moduli(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Current Lamé parameters (μ, λ) [Pa] of the linear skip."""
-        return self.mu0 * torch.exp(LOG_GAIN * self.log_mu), self.lam0 * torch.exp(LOG_GAIN * self.log_lam)
 
     def forward(self, F: torch.Tensor) -> torch.Tensor:
         check_F(F, self.dim, "nclaw-mlp")
@@ -61,15 +45,6 @@ class PlainMLPStress(OperatorBase, name="nclaw-mlp"):
         linear = 2 * mu * sym(H) + lam * trace(H)[..., None, None] * eye_like(F)
         out = self.net(H.flatten(-2) / self.strain_scale).unflatten(-1, (self.dim, self.dim))
         return linear + self.stress_scale * out
-
-    def kirchhoff(self, F: torch.Tensor) -> torch.Tensor:
-        """Kirchhoff stress τ = P Fᵀ [Pa]."""
-        return self(F) @ F.transpose(-1, -2)
-
-    def wave_speed(self, density: float) -> float:
-        """P-wave speed sqrt((λ + 2μ)/ρ) [m/s] of the linear skip, for the CFL bound."""
-        mu, lam = self.moduli()
-        return math.sqrt(float(lam + 2 * mu) / density)
 
 
 class PlainMLPPlasticity(OperatorBase, name="nclaw-mlp-plastic"):

@@ -19,19 +19,16 @@ elasticity in ε with (E₀, ν₀). In 2D the law acts on the plane-strain embe
 
 from __future__ import annotations
 
-import math
-
 import torch
-from physim.operators.base import OperatorBase
-from physim.operators.nclaw.invariant import LOG_GAIN, check_F, lame
+from physim.operators.nclaw.common import ElasticLawBase, check_F
 from physim.operators.nclaw.tensors import eye_like, plane_strain, trace
 
-from physim.config import check_int, check_positive, check_range
+from physim.config import check_int
 
 __all__ = ["E3nnElasticLaw"]
 
 
-class E3nnElasticLaw(OperatorBase, name="nclaw-e3nn"):
+class E3nnElasticLaw(ElasticLawBase, name="nclaw-e3nn"):
     """Learned elastic law with an e3nn network on the irreps 0e + 2e of the strain (NCLaw variant b).
 
     Args:
@@ -49,24 +46,13 @@ class E3nnElasticLaw(OperatorBase, name="nclaw-e3nn"):
     def __init__(self, *, dim: int = 3, scalars: int = 16, tensors: int = 8, depth: int = 2,
                  youngs_modulus: float = 1e5, poisson_ratio: float = 0.3, strain_scale: float = 0.05):
         super().__init__()
-        check_int("dim", dim, 2, 3)
         check_int("scalars", scalars, 1)
         check_int("tensors", tensors, 1)
         check_int("depth", depth, 1)
-        check_positive("youngs_modulus", youngs_modulus)
-        check_range("poisson_ratio", poisson_ratio, -1.0, 0.5, low_inclusive=False, high_inclusive=False)
-        check_positive("strain_scale", strain_scale)
+        self._setup_skeleton(dim, youngs_modulus, poisson_ratio, strain_scale)
         from e3nn import o3
         from e3nn.nn import Gate
 
-        self.dim = dim
-        self.strain_scale = float(strain_scale)
-        self.stress_scale = float(youngs_modulus) * self.strain_scale
-        mu, lam = lame(youngs_modulus, poisson_ratio)
-        self.register_buffer("mu0", torch.tensor(mu))
-        self.register_buffer("lam0", torch.tensor(lam))
-        self.log_mu = torch.nn.Parameter(torch.zeros(()))
-        self.log_lam = torch.nn.Parameter(torch.zeros(()))
         # Orthonormal change of basis from symmetric 3×3 matrices to 1x0e + 1x2e, shape (6, 3, 3).
         basis = o3.ReducedTensorProducts("ij=ji", i="1o").change_of_basis
         self.register_buffer("basis", basis.clone())
@@ -85,10 +71,6 @@ class E3nnElasticLaw(OperatorBase, name="nclaw-e3nn"):
         with torch.no_grad():
             self.out.weight.zero_()
 
-    def moduli(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Current Lamé parameters (μ, λ) [Pa] of the linear skeleton."""
-        return self.mu0 * torch.exp(LOG_GAIN * self.log_mu), self.lam0 * torch.exp(LOG_GAIN * self.log_lam)
-
     def kirchhoff(self, F: torch.Tensor) -> torch.Tensor:
         """Kirchhoff stress τ [Pa], shape (..., dim, dim)."""
         check_F(F, self.dim, "nclaw-e3nn")
@@ -105,8 +87,3 @@ class E3nnElasticLaw(OperatorBase, name="nclaw-e3nn"):
     def forward(self, F: torch.Tensor) -> torch.Tensor:
         # P Fᵀ = τ  ⇔  F Pᵀ = τ (τ symmetric).
         return torch.linalg.solve(F, self.kirchhoff(F)).transpose(-1, -2)
-
-    def wave_speed(self, density: float) -> float:
-        """P-wave speed sqrt((λ + 2μ)/ρ) [m/s] of the linear skeleton, for the CFL bound."""
-        mu, lam = self.moduli()
-        return math.sqrt(float(lam + 2 * mu) / density)

@@ -26,14 +26,8 @@ import math
 
 import torch
 from physim.operators.base import OperatorBase
-from physim.operators.nclaw.invariant import (
-    INVARIANT_COUNT,
-    LOG_GAIN,
-    check_common,
-    check_F,
-    invariants,
-    zero_last_mlp,
-)
+from physim.operators.nclaw.common import LOG_GAIN, check_common, check_F, zero_last_mlp
+from physim.operators.nclaw.invariant import INVARIANT_COUNT, invariants
 from physim.operators.nclaw.tensors import det, dev, eye_like, polar, smooth_norm, trace
 
 from physim.config import check_positive

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from nclaw_helpers import float64_single_thread, perturbed, random_F  # noqa: F401 (fixture)
 from physim.operators.nclaw import (
     E3nnElasticLaw,
     InvariantElasticLaw,
@@ -15,28 +16,15 @@ from physim.operators.nclaw import (
 
 from physim.testing import assert_grad_matches_fd
 
-
-@pytest.fixture(autouse=True)
-def float64():
-    old, threads = torch.get_default_dtype(), torch.get_num_threads()
-    torch.set_default_dtype(torch.float64)
-    torch.set_num_threads(1)  # tiny tensors: a thread pool only adds synchronisation on a loaded machine
-    yield
-    torch.set_default_dtype(old)
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("float64_single_thread")
 
 
 def _perturb(model, scale=0.3, seed=3):
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(scale * torch.randn(p.shape, generator=gen))
-    return model
+    return perturbed(model, seed=seed, scale=scale)
 
 
 def _deformed(dim, n=4, scale=0.15, seed=0):
-    gen = torch.Generator().manual_seed(seed)
-    return torch.eye(dim) + scale * torch.randn(n, dim, dim, generator=gen)
+    return random_F(n, dim, scale, seed=seed, min_det=None)
 
 
 def _repeated(dim):

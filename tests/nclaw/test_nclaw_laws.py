@@ -8,6 +8,7 @@ import math
 
 import pytest
 import torch
+from nclaw_helpers import float64_single_thread, perturbed, random_F  # noqa: F401 (fixture)
 from physim.operators.nclaw import (
     E3nnElasticLaw,
     InvariantElasticLaw,
@@ -19,16 +20,7 @@ from physim.operators.nclaw import (
 
 from physim.errors import ConfigError
 
-
-@pytest.fixture(autouse=True)
-def float64():
-    # e3nn's constants (change of basis, Clebsch–Gordan) are exact to the dtype a module is built in.
-    old, threads = torch.get_default_dtype(), torch.get_num_threads()
-    torch.set_default_dtype(torch.float64)
-    torch.set_num_threads(1)  # tiny tensors: a thread pool only adds synchronisation on a loaded machine
-    yield
-    torch.set_default_dtype(old)
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("float64_single_thread")
 
 
 def random_rotations(n: int, dim: int, seed: int = 0) -> torch.Tensor:
@@ -41,21 +33,6 @@ def random_rotations(n: int, dim: int, seed: int = 0) -> torch.Tensor:
     return torch.stack([1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w),
                         2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w),
                         2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], -1).view(n, 3, 3)
-
-
-def random_F(n: int, dim: int, scale: float, seed: int = 1) -> torch.Tensor:
-    gen = torch.Generator().manual_seed(seed)
-    F = torch.eye(dim) + scale * torch.randn(n, dim, dim, generator=gen)
-    return F[torch.linalg.det(F) > 0.2]
-
-
-def perturbed(model: torch.nn.Module, seed: int = 2, scale: float = 0.3) -> torch.nn.Module:
-    """The model with every parameter moved randomly, as after training (the last layers start at zero)."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(scale * torch.randn(p.shape, generator=gen))
-    return model
 
 
 @functools.cache
