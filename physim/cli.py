@@ -87,6 +87,7 @@ COMMANDS: dict[str, str | dict[str, str]] = {
     "info": "physim.cli:InfoConfig:info",
     "demo": "physim.demo:DemoConfig:cli_demo",
     "sim": "physim.mpm.cli:SimConfig:run_sim",
+    "nclaw": "physim.operators.nclaw.experiment:ExperimentConfig:run",
 }
 
 

@@ -9,12 +9,9 @@ displacement (see physim.operators.nclaw.evaluate). Trains what is missing first
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 
-from physim.operators.nclaw.experiment import add_arguments, config_from_args, evaluate_all, format_table, train_one
-
-from physim.io.atomic import atomic_write_text
+from physim.operators.nclaw.experiment import add_arguments, config_from_args, run
 
 
 def main() -> None:
@@ -22,14 +19,7 @@ def main() -> None:
     add_arguments(ap)
     cfg = config_from_args(ap.parse_args())
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    results: dict = {}
-    for material in cfg.materials:
-        for variant in cfg.variants:
-            rec = train_one(cfg, material, variant)
-            rec["errors"] = evaluate_all(cfg, material, variant)
-            results.setdefault(material, {})[variant] = rec
-    atomic_write_text(cfg.out / "eval.json", json.dumps(results, indent=2))
-    print(format_table(results, cfg.cases))
+    run(cfg)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from physim.operators.nclaw.fit import VARIANTS, AnalyticFit, FitConfig, fit, mo
 from physim.operators.nclaw.law import load_law
 from physim.operators.nclaw.scenes import CASES, MATERIALS, PARTNER, SceneSpec, ground_truth_material, make_simulator
 
-from physim.config import check_choice
+from physim.config import check_choice, check_int
 from physim.io.atomic import atomic_write_text
 
 __all__ = [
@@ -36,6 +36,8 @@ __all__ = [
     "format_table",
     "ground_truth",
     "load_trained",
+    "plot_last_frames",
+    "run",
     "train_one",
 ]
 
@@ -54,6 +56,7 @@ class ExperimentConfig:
         spec: Scene resolution and duration.
         fit: Training settings shared by every variant (its `variant` field is replaced).
         epochs: Optimizer steps per model (overrides `fit.epochs`).
+        threads: Torch CPU threads (1 is fastest for these small batches on a shared CPU).
     """
 
     out: Path = Path("out/nclaw")
@@ -62,10 +65,13 @@ class ExperimentConfig:
     cases: tuple[str, ...] = CASES
     spec: SceneSpec = field(default_factory=SceneSpec)
     fit: FitConfig = field(default_factory=FitConfig)
-    epochs: int = 30
+    epochs: int = 40
+    threads: int = 1
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "out", Path(self.out))
+        check_int("epochs", self.epochs, 1)
+        check_int("threads", self.threads, 1)
         for m in self.materials:
             check_choice("materials", m, MATERIALS)
         for v in self.variants:
@@ -191,13 +197,79 @@ def _fmt(x: float, digits: int = 3) -> str:
     return f"{x:.{digits}f}" if digits < 3 else f"{x:.3g}"
 
 
+def plot_last_frames(cfg: ExperimentConfig, material: str, predictions: dict[str, dict[str, torch.Tensor]],
+                     path: Path) -> None:
+    """One image per material: the last frame of every case, ground truth and each model."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cases = list(cfg.cases)
+    rows = ["ground truth", *predictions]
+    fig, axes = plt.subplots(len(rows), len(cases), figsize=(2.2 * len(cases), 2.2 * len(rows)), squeeze=False)
+    for j, case in enumerate(cases):
+        gt = ground_truth(material, case, cfg.spec, cfg.out / "data").x[-1]
+        for i, name in enumerate(rows):
+            ax = axes[i][j]
+            x = gt if i == 0 else predictions[name].get(case, [None])[-1]
+            if i:
+                ax.scatter(gt[:, 0], gt[:, 1], s=0.5, c="0.8", zorder=0)
+            if x is not None:
+                ax.scatter(x[:, 0], x[:, 1], s=1.5, c="k" if i == 0 else "C0")
+            ax.set(xlim=(0, 1), ylim=(0, 1), xticks=[], yticks=[], aspect="equal")
+            if i == 0:
+                ax.set_title(case, fontsize=9)
+            if j == 0:
+                ax.set_ylabel(name, fontsize=9)
+    fig.suptitle(f"{material}: last frame (grey: ground truth)", fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def run(cfg: ExperimentConfig) -> dict[str, Any]:
+    """Generate, train every (material, variant), evaluate every case; write results and figures.
+
+    Trains everything first (the multi-material case needs each material's partner), then
+    evaluates. Writes OUT/results.json, OUT/results.md and OUT/figures/<material>.png and
+    prints the tables. Cached stages are reused, so an interrupted run resumes.
+    """
+    import os
+    import platform
+    import time
+
+    torch.set_num_threads(cfg.threads)
+    t0 = time.perf_counter()
+    results: dict[str, Any] = {}
+    for material in cfg.materials:
+        for variant in cfg.variants:
+            results.setdefault(material, {})[variant] = train_one(cfg, material, variant)
+    for material in cfg.materials:
+        predictions: dict[str, dict[str, torch.Tensor]] = {}
+        for variant in cfg.variants:
+            predictions[variant] = {}
+            results[material][variant]["errors"] = evaluate_all(cfg, material, variant, predictions[variant])
+        plot_last_frames(cfg, material, predictions, cfg.out / "figures" / f"{material}.png")
+    env = {"machine": platform.machine(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+           "torch": torch.__version__, "spec": cfg.spec.to_dict(), "epochs": cfg.epochs,
+           "seconds_this_call": time.perf_counter() - t0}
+    atomic_write_text(cfg.out / "results.json", json.dumps({"env": env, "results": results}, indent=2))
+    table = format_table(results, cfg.cases)
+    atomic_write_text(cfg.out / "results.md", table + "\n")
+    print(table)
+    print(f"files in {cfg.out}")
+    return results
+
+
 def add_arguments(ap) -> None:
     """Command-line options shared by the scripts/nclaw_*.py and scripts/bench_nclaw.py."""
     ap.add_argument("--out", default="out/nclaw", help="folder of data, runs and results")
     ap.add_argument("--materials", nargs="+", default=list(MATERIALS), choices=MATERIALS)
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     ap.add_argument("--cases", nargs="+", default=list(CASES), choices=CASES)
-    ap.add_argument("--epochs", type=int, default=30, help="optimizer steps per model")
+    ap.add_argument("--epochs", type=int, default=ExperimentConfig().epochs, help="optimizer steps per model")
     ap.add_argument("--steps", type=int, default=SceneSpec().steps, help="control steps of the training trajectory")
     ap.add_argument("--grid", type=int, default=SceneSpec().grid, help="grid nodes per axis")
     ap.add_argument("--dim", type=int, default=2, choices=(2, 3))
@@ -212,5 +284,5 @@ def config_from_args(args) -> ExperimentConfig:
     torch.set_num_threads(args.threads)
     spec = SceneSpec(dim=args.dim, grid=args.grid, steps=args.steps, particles_per_cell=args.particles_per_cell)
     return ExperimentConfig(out=Path(args.out), materials=tuple(args.materials), variants=tuple(args.variants),
-                            cases=tuple(args.cases), spec=spec, epochs=args.epochs,
+                            cases=tuple(args.cases), spec=spec, epochs=args.epochs, threads=args.threads,
                             fit=FitConfig(width=args.width, seed=args.seed))
