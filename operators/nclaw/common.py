@@ -11,12 +11,32 @@ from torch import nn
 from physim.config import check_int, check_positive, check_range
 from physim.errors import ConfigError
 
-__all__ = ["LOG_GAIN", "ElasticLawBase", "check_F", "check_common", "lame", "zero_last_mlp"]
+__all__ = ["LOG_GAIN", "SATURATION", "ElasticLawBase", "check_F", "check_common", "lame", "saturate", "zero_last_mlp"]
 
 LOG_GAIN = 10.0
 """Gain g of logarithmic scale parameters, value = value₀ · exp(g θ): Adam moves a parameter by
 about the learning rate per step, and moduli or yield strains must move by factors, weights by
 percents."""
+
+
+SATURATION = 4.0
+"""Normalised strain |Ê| = |E|/ε₀ beyond which the networks' inputs saturate (20 % strain at ε₀ = 5 %)."""
+
+
+def saturate(x: torch.Tensor, sq_norm: torch.Tensor) -> torch.Tensor:
+    """x / sqrt(1 + |x|²/S²): the identity for small x, bounded by S, a function of |x| only.
+
+    Applied to the networks' strain inputs, it keeps their polynomial features bounded, so the
+    learned correction of the stress stays bounded and the linear skeleton governs large
+    strains: one optimizer step cannot make a rollout blow up through a cubic term. Scaling by a
+    function of the norm keeps equivariance and isotropy, and 0 stays exactly 0.
+
+    Args:
+        x: Tensor of shape (..., *s).
+        sq_norm: |x|², shape (...) broadcastable against x after adding trailing axes.
+    """
+    scale = torch.rsqrt(1.0 + sq_norm / SATURATION**2)
+    return x * scale.reshape(scale.shape + (1,) * (x.ndim - scale.ndim))
 
 
 def lame(youngs_modulus: float, poisson_ratio: float) -> tuple[float, float]:

@@ -6,7 +6,7 @@ symmetric traceless tensor (2e). An O(3)-equivariant e3nn network maps these irr
 0e and 2e parts of the Kirchhoff stress τ, so τ(Q F) = Q τ(F) Qᵀ and P = τ F⁻ᵀ satisfies
 P(Q F) = Q P(F) by construction, without any SVD:
 
-    x = [0e, 2e](e / 2ε₀)
+    x = sat([0e, 2e](ε / ε₀))        (sat(x) = x / sqrt(1 + |x|²/16): bounded, equivariant)
     s = x ⊗ x  →  2×0e + 2e           (quadratic invariants and tensor)
     c = s ⊗ x  →  0e + 2e             (cubic)
     h = Gate(Linear([x, s, c])) … (depth times; scalars through SiLU, 2e gated by sigmoids)
@@ -20,7 +20,7 @@ elasticity in ε with (E₀, ν₀). In 2D the law acts on the plane-strain embe
 from __future__ import annotations
 
 import torch
-from physim.operators.nclaw.common import ElasticLawBase, check_F
+from physim.operators.nclaw.common import ElasticLawBase, check_F, saturate
 from physim.operators.nclaw.tensors import eye_like, plane_strain, trace
 
 from physim.config import check_int
@@ -77,6 +77,7 @@ class E3nnElasticLaw(ElasticLawBase, name="nclaw-e3nn"):
         F3 = plane_strain(F) if self.dim == 2 else F
         eps = 0.5 * (F3 @ F3.transpose(-1, -2) - eye_like(F3))
         x = torch.einsum("kij,...ij->...k", self.basis, eps / self.strain_scale)
+        x = saturate(x, (x * x).sum(-1))  # bounded features: the skeleton governs large strains
         s = self.square(x, x)
         h = self.hidden(torch.cat([x, s, self.cube(s, x)], dim=-1))
         tau_hat = torch.einsum("kij,...k->...ij", self.basis, self.out(h))

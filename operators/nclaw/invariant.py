@@ -4,9 +4,10 @@ F = R U by polar decomposition; E = U − I is frame-invariant (R absorbs any ro
 Q applied to F), so every function of E is too. The Biot-type stress is built in the
 Rivlin–Ericksen form of an isotropic symmetric tensor function,
 
-    T(E) = λ tr(E) I + 2μ E + σ₀ [ (z · g(z)) I + b(z) Ê + c(z) Ê² ],     Ê = E / ε₀,
+    T(E) = λ tr(E) I + 2μ E + σ₀ [ (z · g(z)) I + b(z) Ê + c(z) Ê² ],     Ê = sat(E / ε₀),
 
-where g, b, c come from an MLP on the invariants z of Ê, and P = R T. Hence
+where g, b, c come from an MLP on the invariants z of Ê, and P = R T; sat(x) =
+x / sqrt(1 + |x|²/16) bounds the learned correction (see `common.saturate`). Hence
 
 - P(Q F) = Q P(F) for every rotation Q (R → Q R, E unchanged): equivariant by construction;
 - P(I) = 0 exactly: E = 0 exactly, so z = 0 and every term is a product with z or Ê;
@@ -19,11 +20,11 @@ the given (E₀, ν₀); μ and λ are learnable too.
 from __future__ import annotations
 
 import torch
-from physim.operators.nclaw.common import ElasticLawBase, check_common, check_F, zero_last_mlp
+from physim.operators.nclaw.common import ElasticLawBase, check_common, check_F, saturate, zero_last_mlp
 from physim.operators.nclaw.tensors import SMOOTH_DELTA, det, dev, eye_like, polar, smooth_norm, trace
 from torch import nn
 
-__all__ = ["INVARIANT_COUNT", "InvariantElasticLaw", "InvariantHead", "invariants"]
+__all__ = ["INVARIANT_COUNT", "InvariantElasticLaw", "InvariantHead", "invariants", "saturated_strain"]
 
 INVARIANT_COUNT = 4
 
@@ -37,12 +38,19 @@ def invariants(E_hat: torch.Tensor, J: torch.Tensor, strain_scale: float) -> tor
         strain_scale: ε₀ used to normalise J − 1.
 
     Returns:
-        (tr Ê, |dev Ê|, tr(dev Ê³)/(|dev Ê|² + δ²), (J − 1)/ε₀), shape (..., 4).
+        (tr Ê, |dev Ê|, tr(dev Ê³)/(|dev Ê|² + δ²), sat((J − 1)/ε₀)), shape (..., 4); pass a
+        saturated Ê (`saturated_strain`) to keep them all bounded.
     """
     D = dev(E_hat)
     dd = (D * D).sum((-1, -2))
     lode = trace(D @ D @ D) / (dd + SMOOTH_DELTA**2)
-    return torch.stack([trace(E_hat), smooth_norm(dd), lode, (J - 1) / strain_scale], dim=-1)
+    u = (J - 1) / strain_scale
+    return torch.stack([trace(E_hat), smooth_norm(dd), lode, saturate(u, u * u)], dim=-1)
+
+
+def saturated_strain(E_hat: torch.Tensor) -> torch.Tensor:
+    """Ê scaled by 1/sqrt(1 + |Ê|²/S²) (see `common.saturate`), shape (..., d, d)."""
+    return saturate(E_hat, (E_hat * E_hat).sum((-1, -2)))
 
 
 class InvariantHead(nn.Module):
@@ -90,11 +98,11 @@ class InvariantElasticLaw(ElasticLawBase, name="nclaw-invariant"):
 
     def biot_stress(self, E: torch.Tensor, J: torch.Tensor) -> torch.Tensor:
         """Symmetric stress T(E) [Pa] from the Biot strain E = U − I, shape (..., d, d)."""
-        E_hat = E / self.strain_scale
-        z = invariants(E_hat, J, self.strain_scale)
+        E_sat = saturated_strain(E / self.strain_scale)
+        z = invariants(E_sat, J, self.strain_scale)
         mu, lam = self.moduli()
         linear = lam * trace(E)[..., None, None] * eye_like(E) + 2 * mu * E
-        return linear + self.stress_scale * self.head(E_hat, z)
+        return linear + self.stress_scale * self.head(E_sat, z)
 
     def forward(self, F: torch.Tensor) -> torch.Tensor:
         check_F(F, self.dim, "nclaw-invariant")

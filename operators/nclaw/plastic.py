@@ -8,10 +8,11 @@ with norm q = |D|. The projection returns the trial state towards a learned admi
     F' = F + ε₀ R [(p' − p) I + (D' − D)],
 
 where the yield radius k and the tension cut-off κ are positive functions of the strain
-invariants z, k = k₀ exp(g h_k(z)), κ = κ₀ exp(g h_κ(z)), from an MLP whose last layer
-starts at zero. This covers the four materials' return mappings in one form: von Mises
-(k constant), Drucker–Prager (k growing with compression, κ ≈ 0), a fluid (k → 0,
-F → volume only), an elastic solid (k, κ beyond any strain seen).
+invariants z (of the saturated strain, so they stay bounded), k = k₀ exp(g h_k(z)),
+κ = κ₀ exp(g h_κ(z)), from an MLP whose last layer starts at zero. This covers the four
+materials' return mappings in one form: von Mises (k constant), Drucker–Prager (k growing
+with compression, κ ≈ 0), a fluid (k → 0, F → volume only), an elastic solid (k, κ beyond
+any strain seen).
 
 By construction the projection is rotation-equivariant (F'(Q F) = Q F'(F)) and isotropic,
 never increases the elastic strain (|D'| ≤ |D|, p' ≤ p: no projection can make a rollout
@@ -27,7 +28,7 @@ import math
 import torch
 from physim.operators.base import OperatorBase
 from physim.operators.nclaw.common import LOG_GAIN, check_common, check_F, zero_last_mlp
-from physim.operators.nclaw.invariant import INVARIANT_COUNT, invariants
+from physim.operators.nclaw.invariant import INVARIANT_COUNT, invariants, saturated_strain
 from physim.operators.nclaw.tensors import det, dev, eye_like, polar, smooth_norm, trace
 
 from physim.config import check_positive
@@ -68,7 +69,7 @@ class NeuralPlasticity(OperatorBase, name="nclaw-plastic"):
         check_F(F, self.dim, "nclaw-plastic")
         R, E = polar(F)
         E_hat = E / self.strain_scale
-        k, kappa = self.surface(invariants(E_hat, det(F), self.strain_scale))
+        k, kappa = self.surface(invariants(saturated_strain(E_hat), det(F), self.strain_scale))
         D = dev(E_hat)
         q = smooth_norm((D * D).sum((-1, -2)))
         p = trace(E_hat) / self.dim
