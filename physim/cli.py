@@ -102,6 +102,7 @@ COMMANDS: dict[str, str | dict[str, str]] = {
         "darcy": "physim.solvers.datagen:DarcyDataConfig:generate_cli",
         "poisson": "physim.solvers.datagen:PoissonDataConfig:generate_cli",
     },
+    "nclaw": "physim.operators.nclaw.experiment:ExperimentConfig:run",
 }
 
 
