@@ -85,6 +85,9 @@ def info(cfg: InfoConfig | None = None) -> dict[str, str]:
 COMMANDS: dict[str, str | dict[str, str]] = {
     "info": "physim.cli:InfoConfig:info",
     "demo": "physim.demo:DemoConfig:cli_demo",
+    "data": {
+        "mpm": "physim.operators.lagrangian.generate:MPMDatasetConfig:cli_generate",
+    },
 }
 
 
