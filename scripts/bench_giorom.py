@@ -1,0 +1,274 @@
+"""Benchmark: GIOROM on 1/8, 1/16, 1/32 sparse graphs vs the GNS baseline on the dense graph.
+
+Purpose: the issue's benchmark, in one run on one machine. Every model trains on the same
+MPM dataset with the same wall-time budget and the same training loop; then, on the same
+test trajectories:
+
+- rollout MSE [m²] per material over `--steps` steps (GIOROM decoded at every dense particle);
+- time per rollout step: GNS on the dense graph vs GIOROM's sparse step (and sparse step +
+  dense decoding), median of interleaved repeats on the largest test scene, as ratios;
+- the decoder's time for 1k, 10k and 100k query points from a 1k-point sparse graph (with
+  the per-rollout neighbourhood plan cached, and including the plan), as ratios to 1k.
+
+Command (what docs/benchmarks.md reports):
+
+    physim data mpm --preset cpu-2d --out data/mpm-cpu-2d --workers 2
+    python scripts/bench_giorom.py --data data/mpm-cpu-2d --budget 600 --out out/bench_giorom
+
+Outputs: a table on stdout, `<out>/results.json`, `<out>/table.md`, and a video per
+material and model in `<out>/videos/`.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import tyro
+from physim.operators import load
+from physim.operators.giorom import GIOROM
+from physim.operators.gns import GNS
+from physim.operators.lagrangian import load_split
+from physim.operators.lagrangian.evaluate import evaluate_rollouts, summarize
+from physim.operators.lagrangian.train import train_lagrangian
+from physim.operators.lagrangian.video import write_comparison_video
+from physim.operators.training import TrainConfig
+
+from physim.io.atomic import atomic_write_text
+
+
+@dataclass(frozen=True, kw_only=True)
+class BenchConfig:
+    """GIOROM vs GNS: same data, same training budget, one run."""
+
+    data: Path = Path("data/mpm-cpu-2d")
+    """Dataset folder from `physim data mpm`."""
+    out: Path = Path("out/bench_giorom")
+    """Results, runs and videos."""
+    budget: float = 600.0
+    """Training wall time per model [s]."""
+    steps: int = 100
+    """Rollout steps evaluated per test trajectory."""
+    sparsity: tuple[float, ...] = (8.0, 16.0, 32.0)
+    """GIOROM sparsities (dense particles per sparse particle)."""
+    hidden: int = 64
+    """Latent width of both models."""
+    gns_layers: int = 5
+    """GNS message-passing steps."""
+    radius_spacings: float = 2.5
+    """Dense connectivity radius in particle spacings (GIOROM: times sparsity^(1/dim))."""
+    lr: float = 1e-3
+    """Peak learning rate of both models (AdamW, cosine decay, warm-up 50 steps)."""
+    batch_size: int = 2
+    """Scenes per optimizer step."""
+    noise_std: float = 3e-4
+    """Training noise [m] of both models."""
+    timing_repeats: int = 5
+    """Interleaved repeats of each timing."""
+    timing_steps: int = 10
+    """Model steps per timing repeat."""
+    threads: int = 1
+    """torch CPU threads (the machine is shared: one thread gives steadier ratios)."""
+    decoder_queries: tuple[int, ...] = (1_000, 10_000, 100_000)
+    """Query counts of the decoder timing."""
+    decoder_sparse: int = 1_000
+    """Sparse points of the decoder timing."""
+    skip_training: bool = False
+    """Reuse the trained models in `out/runs` (evaluate and time only)."""
+    seed: int = 0
+    """Seed of every run."""
+    models: tuple[str, ...] = field(default_factory=tuple)
+    """Restrict to these model names (default: gns and every giorom-<s>)."""
+
+
+def _sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def _median_time(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        _sync()
+        t0 = time.perf_counter()
+        fn()
+        _sync()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def spacing_of(trajectories) -> float:
+    from physim.neighbors import neighbor_graph
+
+    d = []
+    for t in trajectories[:8]:
+        x = t.positions[0]
+        e = neighbor_graph(x, k=1)
+        d.append(torch.linalg.vector_norm(x[e[0]] - x[e[1]], dim=1).median())
+    return float(torch.stack(d).median())
+
+
+def build_models(cfg: BenchConfig, dim: int, bounds, radius: float, num_types: int) -> dict:
+    models = {"gns": lambda: GNS(dim=dim, radius=radius, bounds=bounds, num_types=num_types, hidden=cfg.hidden,
+                                 layers=cfg.gns_layers, noise_std=cfg.noise_std)}
+    for s in cfg.sparsity:
+        models[f"giorom-{s:g}"] = (lambda s=s: GIOROM(
+            dim=dim, radius=radius * s ** (1.0 / dim), sparsity=s, bounds=bounds, num_types=num_types,
+            hidden=cfg.hidden, gno_width=cfg.hidden, noise_std=cfg.noise_std))
+    if cfg.models:
+        models = {k: v for k, v in models.items() if k in cfg.models}
+    return models
+
+
+@torch.no_grad()
+def time_steps(models: dict, traj, cfg: BenchConfig) -> dict[str, dict[str, float]]:
+    """Median seconds per model step on one scene, interleaving the models in every repeat."""
+    out: dict[str, list] = {name: {"step": [], "step+decode": []} for name in models}
+    for _ in range(cfg.timing_repeats):
+        for name, model in models.items():
+            model.eval()
+            device = next(model.parameters()).device
+            hist = traj.positions[: model.history].transpose(0, 1).to(device)
+            ptype = traj.particle_type.to(device)
+            if isinstance(model, GIOROM):
+                ref = traj.positions[0].to(device)
+                idx = model.sample_sparse(ref, generator=torch.Generator().manual_seed(0))
+                _sync()
+                t0 = time.perf_counter()
+                sparse = model.rollout(hist[idx], ptype[idx], cfg.timing_steps)
+                _sync()
+                t1 = time.perf_counter()
+                plan = model.decoder_plan(ref[idx], ref)
+                for s in sparse:
+                    model.decoder(ref[idx], s - ref[idx], ref, plan=plan)
+                _sync()
+                t2 = time.perf_counter()
+                out[name]["step"].append((t1 - t0) / cfg.timing_steps)
+                out[name]["step+decode"].append((t2 - t0) / cfg.timing_steps)
+            else:
+                _sync()
+                t0 = time.perf_counter()
+                model.rollout(hist, ptype, cfg.timing_steps)
+                _sync()
+                dt = (time.perf_counter() - t0) / cfg.timing_steps
+                out[name]["step"].append(dt)
+                out[name]["step+decode"].append(dt)
+    return {name: {k: statistics.median(v) for k, v in d.items()} for name, d in out.items()}
+
+
+@torch.no_grad()
+def time_decoder(model: GIOROM, cfg: BenchConfig) -> list[dict[str, float]]:
+    """Decoder time for each query count from a `decoder_sparse`-point graph (a disc/ball body)."""
+    dim = model.dim
+    gen = torch.Generator().manual_seed(cfg.seed)
+    n_dense = max(cfg.decoder_queries)
+
+    def body(n):  # uniform points in a ball of radius 0.2 around the domain centre
+        x = torch.randn(n, dim, generator=gen)
+        x = x / torch.linalg.vector_norm(x, dim=1, keepdim=True) * torch.rand(n, 1, generator=gen) ** (1 / dim)
+        return 0.5 + 0.2 * x
+
+    dense = body(n_dense).to(next(model.parameters()).device)
+    sparse_ref = dense[torch.randperm(n_dense, generator=gen)[: cfg.decoder_sparse]]
+    sparse_now = sparse_ref + 0.01 * torch.sin(7 * sparse_ref)  # some deformation
+    rows = []
+    for q in cfg.decoder_queries:
+        queries = dense[:q]
+        plan = model.decoder_plan(sparse_ref, queries)
+        model.decoder(sparse_ref, sparse_now - sparse_ref, queries, plan=plan)  # warm-up
+        t_plan = _median_time(lambda q=queries, p=plan: model.decoder(sparse_ref, sparse_now - sparse_ref, q, plan=p),
+                              cfg.timing_repeats)
+        t_full = _median_time(lambda q=queries: model.decoder(sparse_ref, sparse_now - sparse_ref, q),
+                              cfg.timing_repeats)
+        rows.append({"queries": q, "seconds_cached_plan": t_plan, "seconds_with_search": t_full})
+    for r in rows:
+        r["ratio_cached_plan"] = r["seconds_cached_plan"] / rows[0]["seconds_cached_plan"]
+        r["ratio_with_search"] = r["seconds_with_search"] / rows[0]["seconds_with_search"]
+    return rows
+
+
+def main(cfg: BenchConfig) -> dict:
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    splits = {s: load_split(cfg.data, s) for s in ("train", "valid", "test")}
+    train, valid, test = ([t for f in splits[s] for t in f.trajectories] for s in ("train", "valid", "test"))
+    meta = splits["train"][0]
+    bounds = meta.bounds.tolist()
+    spacing = spacing_of(train)
+    radius = cfg.radius_spacings * spacing
+    builders = build_models(cfg, meta.dim, bounds, radius, len(meta.materials))
+    trained, training = {}, {}
+    for name, build in builders.items():
+        run_dir = cfg.out / "runs" / name
+        if cfg.skip_training:
+            trained[name] = load(run_dir / "best.pt")
+            continue
+        torch.manual_seed(cfg.seed)
+        model = build()
+        tcfg = TrainConfig(run_dir=run_dir, epochs=100_000, batch_size=cfg.batch_size, optimizer="adamw", lr=cfg.lr,
+                           weight_decay=1e-6, schedule="cosine", warmup_steps=50, grad_clip=1.0,
+                           max_wall_time=cfg.budget, seed=cfg.seed, log="csv")
+        result = train_lagrangian(model, train, valid, tcfg, valid_steps=20, valid_trajectories=4)
+        steps_done = sum(1 for _ in result.history)
+        training[name] = {"epochs": steps_done, "wall_time": result.wall_time, "best_epoch": result.best_epoch,
+                          "best_valid_rollout_mse": result.best_valid_loss,
+                          "parameters": sum(p.numel() for p in model.parameters())}
+        print(f"trained {name}: {steps_done} epochs in {result.wall_time:.0f} s, best valid 20-step MSE "
+              f"{result.best_valid_loss:.3e} m²", flush=True)
+        trained[name] = load(result.best_model_path)
+
+    evaluation = {}
+    videos = cfg.out / "videos"
+    for name, model in trained.items():
+        results = evaluate_rollouts(model, test, steps=cfg.steps, keep=True)
+        evaluation[name] = summarize(results)
+        shown = set()
+        for r in results:
+            if r.material not in shown:
+                shown.add(r.material)
+                write_comparison_video(videos / f"{r.material}_{name}.gif", r.truth, r.prediction, bounds=bounds,
+                                       title=f"{name}: {r.material} ({r.name}), {r.steps} steps")
+
+    largest = max(test, key=lambda t: t.particle_count)
+    timing = time_steps(trained, largest, cfg)
+    giorom = next((m for m in trained.values() if isinstance(m, GIOROM)), None)
+    decoder = time_decoder(giorom, cfg) if giorom is not None else []
+
+    materials = [*sorted({k for e in evaluation.values() for k in e if k != "all"}), "all"]
+    lines = ["| model | stepped particles | " + " | ".join(f"MSE {m} [m²]" for m in materials)
+             + " | MSE / GNS (all) | step [ms] | GNS step / step | step+decode [ms] | GNS step / (step+decode) |",
+             "|---" * (len(materials) + 7) + "|"]
+    gns_all = evaluation.get("gns", {}).get("all", {}).get("mse")
+    gns_t = timing.get("gns", {}).get("step")
+    for name in trained:
+        e, t = evaluation[name], timing[name]
+        stepped = (trained[name].sparse_count(largest.particle_count) if isinstance(trained[name], GIOROM)
+                   else largest.particle_count)
+        row = [name, f"{stepped} of {largest.particle_count}"]
+        row += [f"{e[m]['mse']:.2e}" if m in e else "–" for m in materials]
+        row.append(f"{e['all']['mse'] / gns_all:.2f}" if gns_all else "–")
+        row += [f"{1e3 * t['step']:.1f}", f"{gns_t / t['step']:.1f}" if gns_t else "–",
+                f"{1e3 * t['step+decode']:.1f}", f"{gns_t / t['step+decode']:.1f}" if gns_t else "–"]
+        lines.append("| " + " | ".join(row) + " |")
+    lines += ["", "| queries (from a 1k-point graph) | decode, cached plan [ms] | / 1k | decode incl. neighbour "
+              "search [ms] | / 1k |", "|---|---|---|---|---|"]
+    for r in decoder:
+        lines.append(f"| {r['queries']:,} | {1e3 * r['seconds_cached_plan']:.2f} | {r['ratio_cached_plan']:.1f} | "
+                     f"{1e3 * r['seconds_with_search']:.2f} | {r['ratio_with_search']:.1f} |")
+    table = "\n".join(lines)
+    print(table)
+    results = {"config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(cfg).items()},
+               "radius": radius, "spacing": spacing, "training": training, "evaluation": evaluation,
+               "timing_scene": {"name": largest.name, "particles": largest.particle_count}, "timing": timing,
+               "decoder": decoder, "torch_threads": torch.get_num_threads(), "device": "cpu"}
+    atomic_write_text(cfg.out / "results.json", json.dumps(results, indent=2))
+    atomic_write_text(cfg.out / "table.md", table + "\n")
+    return results
+
+
+if __name__ == "__main__":
+    main(tyro.cli(BenchConfig))
