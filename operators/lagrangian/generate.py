@@ -66,11 +66,11 @@ class MPMPreset:
 
 
 PRESETS: dict[str, MPMPreset] = {
-    # ~0.5-2k particles per scene, 2 ms frames; a few minutes on two CPU cores.
-    "cpu-2d": MPMPreset(dim=2, grid=64, dt=2e-4, substeps=10, frames=120, trajectories=10, particles_per_cell=4,
-                        size=(0.12, 0.24), speed=(0.0, 1.5)),
-    # ~1-4k particles per scene on a 32³ grid (NCLaw's training grid).
-    "cpu-3d": MPMPreset(dim=3, grid=32, dt=2e-4, substeps=10, frames=110, trajectories=6, particles_per_cell=8,
+    # ~0.5-3k particles per scene, 4 ms frames (0.48 s: fall, impact, flow); minutes on two CPU cores.
+    "cpu-2d": MPMPreset(dim=2, grid=64, dt=2e-4, substeps=20, frames=120, trajectories=10, particles_per_cell=4,
+                        size=(0.15, 0.3), speed=(0.0, 1.5)),
+    # ~1-5k particles per scene on a 32³ grid (NCLaw's training grid), 4 ms frames.
+    "cpu-3d": MPMPreset(dim=3, grid=32, dt=2e-4, substeps=20, frames=110, trajectories=6, particles_per_cell=8,
                         size=(0.15, 0.3), speed=(0.0, 1.5)),
     # The paper's scale (GIOROM on NCLaw-style MPM data): 3-D, 13 trajectories per material, 5 ms
     # frames, tens of thousands of particles per scene (dt from the CFL bound of sand at 64³). GPU.
@@ -121,8 +121,11 @@ def scene_spec(preset: MPMPreset, material: str, index: int, seed: int, attempt:
         centre = np.empty(dim)
         centre[0] = rng.uniform(slabs[b] + half[0], slabs[b + 1] - half[0])
         for d in range(1, dim):
-            low = lo_wall + half[d] + (0.15 if d == 1 else 0.0)  # start above the floor
-            centre[d] = rng.uniform(min(low, hi_wall - half[d]), hi_wall - half[d])
+            # Vertical: start 5-35 cm above the floor, so bodies land within the trajectory.
+            low, high = (lo_wall + half[d] + 0.05, lo_wall + half[d] + 0.35) if d == 1 else (lo_wall + half[d],
+                                                                                           hi_wall - half[d])
+            high = min(high, hi_wall - half[d])
+            centre[d] = rng.uniform(min(low, high), high)
         direction = rng.normal(size=dim)
         velocity = direction / np.linalg.norm(direction) * rng.uniform(*preset.speed)
         bodies.append({"kind": kind, "center": centre.round(6).tolist(), "size": size.round(6).tolist(),

@@ -81,7 +81,7 @@ def soft_particles(*, count: int = 300, frames: int = 60, dim: int = 2, seed: in
     v = np.tile(rng.normal(scale=0.5, size=dim), (count, 1))
     h = 2.0 * spacing
     g = np.zeros(dim)
-    g[-1] = -gravity
+    g[1] = -gravity  # along −y, as in physim.mpm
     out = [x.copy()]
     for _ in range(frames - 1):
         for _ in range(substeps):

@@ -26,7 +26,7 @@ def write_comparison_video(path: str | os.PathLike, truth: torch.Tensor, predict
         max_frames: Subsample longer rollouts to at most this many frames.
         point_size: Marker size.
 
-    3-D positions are shown as a side view (first and last axes; gravity along the last).
+    3-D positions are shown as a side view (x and y; gravity acts along −y).
     """
     import matplotlib
 
@@ -37,7 +37,7 @@ def write_comparison_video(path: str | os.PathLike, truth: torch.Tensor, predict
     from physim.io.atomic import atomic_path
 
     gt, pr = truth.detach().cpu().numpy(), prediction.detach().cpu().numpy()
-    axes_idx = [0, gt.shape[2] - 1]
+    axes_idx = [0, 1]  # side view: gravity acts along −y (axis 1) in physim.mpm
     if bounds is None:
         both = np.concatenate([gt.reshape(-1, gt.shape[2]), pr.reshape(-1, pr.shape[2])])
         lo, hi = both.min(0), both.max(0)
