@@ -17,13 +17,14 @@ def count_within(
     # outputs
     counts: wp.array(dtype=wp.int32),
 ):
-    """counts[i] = #{j : |p_j − q_i| ≤ radii[i]} ."""
+    """counts[i] = #{j : |p_j − q_i| ≤ radii[i]}."""
     i = wp.tid()
     q = queries[i]
     r = radii[i]
     query = wp.hash_grid_query(grid, q, r)
-    j = 0
-    n = 0
+    # int(0), not 0: Warp needs a dynamic variable to mutate in the loop.
+    j = int(0)  # noqa: UP018
+    n = int(0)  # noqa: UP018
     while wp.hash_grid_query_next(query, j):
         if wp.length_sq(points[j] - q) <= r * r:
             n += 1
@@ -46,7 +47,7 @@ def fill_within(
     q = queries[i]
     r = radii[i]
     query = wp.hash_grid_query(grid, q, r)
-    j = 0
+    j = int(0)  # noqa: UP018
     k = offsets[i]
     while wp.hash_grid_query_next(query, j):
         if wp.length_sq(points[j] - q) <= r * r:
