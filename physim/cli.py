@@ -2,6 +2,7 @@
 
     physim info                 versions of every backend, the device, CPU threads
     physim demo --out DIR       the demo job (see physim.demo)
+    physim sim SCENE.yaml       run an MPM scene file (see physim.mpm.cli)
 
 Options of each subcommand come from its frozen config dataclass (tyro). Errors in
 user input are printed as one line, without a traceback, and exit with status 2.
@@ -85,6 +86,7 @@ def info(cfg: InfoConfig | None = None) -> dict[str, str]:
 COMMANDS: dict[str, str | dict[str, str]] = {
     "info": "physim.cli:InfoConfig:info",
     "demo": "physim.demo:DemoConfig:cli_demo",
+    "sim": "physim.mpm.cli:SimConfig:run_sim",
     "data": {
         "mpm": "physim.operators.lagrangian.generate:MPMDatasetConfig:cli_generate",
     },

@@ -1,0 +1,253 @@
+"""The Warp side of the simulator: static arrays, kernel variant, the substep operation.
+
+Nothing here leaks out of `Simulator`: inputs and outputs are torch tensors. When the
+operation is recorded for backward, every intermediate array is fresh (the tape
+replays adjoints and needs the values as they were); without recording, grid and
+intermediate particle buffers are reused across substeps and steps, and only the
+returned arrays are new.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from physim.autodiff import WarpOp
+from physim.errors import SimulationDiverged
+from physim.mpm.colliders import MeshCollider
+from physim.mpm.kernel_types import kernel_types
+from physim.mpm.materials.base import KIND_RIGID, LAW_MASK
+from physim.runtime import init_warp
+
+__all__ = ["WarpBackend"]
+
+
+class WarpBackend:
+    """Static model and differentiable substep operation of one `Simulator`."""
+
+    def __init__(self, sim):
+        wp = init_warp()
+        from physim.mpm.rigid_kernels import make_rigid_kernels
+        from physim.mpm.transfer_kernels import BC_SEPARATE, BC_SLIP, BC_STICKY, make_transfer_kernels
+
+        self.wp = wp
+        self.sim = sim
+        cfg = sim.cfg
+        self.cfg = cfg
+        self.T = T = kernel_types(cfg.dim, cfg.torch_dtype)
+        dev = "cpu" if sim.device.type == "cpu" else f"cuda:{sim.device.index or 0}"
+        self.device = dev
+        laws = frozenset(b.material.kind & LAW_MASK for b in sim.bodies)
+        has_mesh = any(isinstance(c, MeshCollider) for c in sim.colliders)
+        self.p2g, self.grid_update, self.g2p = make_transfer_kernels(T, laws, has_mesh)
+        self.vecg, self.vecv = T.vecg, T.vec
+        from physim.mpm.sort_kernels import make_sort_kernels
+
+        self.cell_keys, self.gather, self.gather_mat, self.scatter, self.gather_static = make_sort_kernels(T)
+        self.has_rigid = KIND_RIGID in laws
+        if self.has_rigid:
+            self.rigid_sums1, self.rigid_sums2, self.rigid_apply = make_rigid_kernels(T)
+
+        n = sim.particle_count
+        self.n = n
+        res = cfg.resolution
+        self.res = wp.vec3i(res[0], res[1], res[2] if cfg.dim == 3 else 1)
+        self.nodes = int(np.prod(res))
+        self.dx = cfg.spacing
+        self.bc = {"sticky": BC_STICKY, "slip": BC_SLIP, "separate": BC_SEPARATE}[cfg.boundary]
+        self.gravity = T.vec(*cfg.gravity_vector)
+        self.kinds = wp.array(np.array([b.material.kind for b in sim.bodies], dtype=np.int32), dtype=wp.int32,
+                              device=dev)
+
+        # colliders (at least one row so that arrays are never empty)
+        cols = sim.colliders
+        self.ncol = len(cols)
+        ctype = [c.type_code for c in cols] or [0]
+        cparam = [c.shape_params() for c in cols] or [(0.0, 0.0, 0.0)]
+        csticky = [int(c.sticky) for c in cols] or [0]
+        self.meshes = []
+        mesh_ids = []
+        for c in cols:
+            if isinstance(c, MeshCollider):
+                from physim.mpm.mesh_io import read_surface
+
+                pts, tris = read_surface(c.path)
+                m = wp.Mesh(points=wp.array((pts * c.scale).astype(np.float32), dtype=wp.vec3, device=dev),
+                            indices=wp.array(tris.reshape(-1), dtype=wp.int32, device=dev))
+                self.meshes.append(m)
+                mesh_ids.append(m.id)
+            else:
+                mesh_ids.append(0)
+        self.ctype = wp.array(np.array(ctype, dtype=np.int32), dtype=wp.int32, device=dev)
+        self.cparam = wp.array(np.array(cparam, dtype=np.float64), dtype=T.vec3, device=dev)
+        self.csticky = wp.array(np.array(csticky, dtype=np.int32), dtype=wp.int32, device=dev)
+        self.cmesh = wp.array(np.array(mesh_ids or [0], dtype=np.uint64), dtype=wp.uint64, device=dev)
+
+        # rigid bodies: particle lists, body slots and rest offsets from the initial sampling
+        if self.has_rigid:
+            rigid_bodies = [i for i, b in enumerate(sim.bodies) if (b.material.kind & LAW_MASK) == KIND_RIGID]
+            mid = sim.material_id.cpu().numpy()
+            ridx = np.concatenate([np.nonzero(mid == b)[0] for b in rigid_bodies]).astype(np.int32)
+            rbody = np.concatenate([np.full((mid == b).sum(), k) for k, b in enumerate(rigid_bodies)]).astype(
+                np.int32)
+            x0 = sim._x0.cpu().numpy().astype(np.float64)
+            vol = sim.particle_volume.cpu().numpy()
+            r0 = np.zeros((len(ridx), cfg.dim))
+            for b in rigid_bodies:
+                sel = mid[ridx] == b
+                pts = x0[ridx[sel]]
+                w = vol[ridx[sel]]
+                r0[sel] = pts - (w[:, None] * pts).sum(0) / w.sum()
+            rslot = np.full(n, -1, dtype=np.int32)
+            rslot[ridx] = np.arange(len(ridx), dtype=np.int32)
+            self.rigid_count = len(rigid_bodies)
+            self.rbody = wp.array(rbody, dtype=wp.int32, device=dev)
+            self.r0 = wp.array(r0, dtype=T.vec, device=dev)
+            self.rslot = wp.array(rslot, dtype=wp.int32, device=dev)
+            self.rigid_particles = len(ridx)
+        else:
+            self.rslot = wp.full(n, -1, dtype=wp.int32, device=dev)
+            self.rigid_particles = 0
+        self.body = wp.array(sim.material_id.cpu().numpy().astype(np.int32), dtype=wp.int32, device=dev)
+        self.vol = wp.array(sim.particle_volume.cpu().numpy(), dtype=T.float, device=dev)
+
+        d = cfg.dim
+        self.no_stress = torch.zeros(1, d, d, device=sim.device, dtype=sim.dtype)
+        self._pool: dict = {}
+        self._grid_clean = False
+        self.flags: torch.Tensor | None = None
+        self.grid_op = WarpOp(self._launch_p2g, (T.vec, T.vec, T.mat, T.mat, T.float, T.mat), name="mpm.p2g")
+        self.op = WarpOp(self._launch, (T.vec, T.vec, T.mat, T.mat, T.float, T.float, T.float, T.mat),
+                         name="mpm.substeps")
+
+    # -------------------------------------------------------------------------------------- pool
+    def _buf(self, key, shape, dtype, fresh: bool = False):
+        """A reusable buffer; `fresh` (on the tape, where values must survive until backward) a new one."""
+        wp = self.wp
+        if fresh:
+            return wp.empty(shape, dtype=dtype, device=self.device)
+        arr = self._pool.get(key)
+        if arr is None:
+            arr = wp.empty(shape, dtype=dtype, device=self.device)
+            self._pool[key] = arr
+        return arr
+
+    # -------------------------------------------------------------------------------------- launch
+    def _launch(self, ctx, x, v, C, F, table, records, friction, tau_ext):
+        """`records.shape[0]` substeps: sort by cell, run the fused kernels, unsort."""
+        wp, T, cfg = self.wp, self.T, self.cfg
+        n, nodes, dev = self.n, self.nodes, ctx.device
+        S = records.shape[0]
+        rec = ctx.requires_grad
+        dt = T.float(cfg.dt)
+        inv_dx = T.float(1.0 / self.dx)
+        force = ctx.zeros(max(self.ncol, 1), T.vec3)
+        torque = ctx.zeros(max(self.ncol, 1), T.vec3)
+        self.flags = torch.zeros(S, 2, dtype=torch.int32, device=self.sim.device)
+        flags_all = wp.from_torch(self.flags, dtype=wp.int32)
+
+        # cell order (integer permutation: not differentiated), then state and constants in that order
+        keys = self._buf("keys", 2 * n, wp.int32)
+        order = self._buf("order", 2 * n, wp.int32, fresh=rec)
+        if cfg.sort_particles:
+            wp.launch(self.cell_keys, n, inputs=[x, self.res, inv_dx], outputs=[keys, order], device=dev)
+            wp.utils.radix_sort_pairs(keys, order, n)
+        else:
+            order.assign(np.arange(2 * n, dtype=np.int32) % max(n, 1))
+        body, vol = self._buf("body", n, wp.int32, rec), self._buf("vol", n, T.float, rec)
+        rslot = self._buf("rslot", n, wp.int32, rec)
+        ridx = self._buf("ridx", max(self.rigid_particles, 1), wp.int32, rec)
+        wp.launch(self.gather_static, n, inputs=[order, self.body, self.vol, self.rslot],
+                  outputs=[body, vol, rslot, ridx], device=dev)
+        cur = self._particles(ctx, rec, "sorted")
+        wp.launch(self.gather, n, inputs=[order, x, v, C, F], outputs=list(cur), device=dev)
+        if tau_ext.shape[0] == n:
+            tau_s = ctx.zeros(n, T.mat) if rec else self._buf("tau", n, T.mat)
+            wp.launch(self.gather_mat, n, inputs=[order, tau_ext], outputs=[tau_s], device=dev)
+            tau_ext = tau_s
+
+        for s in range(S):
+            xs, vs, Cs, Fs = cur
+            if rec:
+                grid = ctx.zeros(nodes, self.vecg)
+                grid_v = ctx.zeros(nodes, self.vecv)
+            else:
+                grid = self._buf("grid", nodes, self.vecg)
+                if not self._grid_clean:
+                    grid.zero_()
+                grid_v = self._buf("grid_v", nodes, self.vecv)
+            wp.launch(self.p2g, n, inputs=[xs, vs, Cs, Fs, body, vol, self.kinds, table, tau_ext,
+                                           self.res, inv_dx, dt], outputs=[grid], device=dev)
+            # without a tape the grid is cleared by the kernel that reads it last (saves a pass)
+            wp.launch(self.grid_update, nodes,
+                      inputs=[grid, self.res, T.float(self.dx), dt, self.gravity, cfg.bound, self.bc, self.ncol,
+                              self.ctype, self.cparam, self.cmesh, self.csticky, records, s, friction, int(not rec)],
+                      outputs=[grid_v, force, torque], device=dev)
+            self._grid_clean = not rec
+            outs = self._particles(ctx, rec, f"g2p{s % 2}")
+            wp.launch(self.g2p, n, inputs=[xs, Fs, body, self.kinds, table, grid_v, self.res, inv_dx, dt],
+                      outputs=[*outs, flags_all[s]], device=dev)
+            if self.has_rigid:
+                outs = self._rigid(ctx, outs, table, body, vol, rslot, ridx, rec, tag=f"rigid{s % 2}")
+            cur = outs
+        # fresh output tensors in particle-id order (every entry is written: no zero fill needed)
+        final = self._fresh_particles(ctx, rec)
+        wp.launch(self.scatter, n, inputs=[order, *cur], outputs=list(final), device=dev)
+        return (*final, force, torque)
+
+    def _launch_p2g(self, ctx, x, v, C, F, table, tau_ext):
+        """Particle-to-grid transfer only: the grid's mass and momentum (with the stress impulse of one dt)."""
+        wp, T = self.wp, self.T
+        grid = ctx.zeros(self.nodes, self.vecg)
+        wp.launch(self.p2g, self.n, inputs=[x, v, C, F, self.body, self.vol, self.kinds, table, tau_ext, self.res,
+                                            T.float(1.0 / self.dx), T.float(self.cfg.dt)],
+                  outputs=[grid], device=ctx.device)
+        return grid
+
+    def _fresh_particles(self, ctx, rec: bool):
+        T, n = self.T, self.n
+        if rec:
+            return ctx.zeros(n, T.vec), ctx.zeros(n, T.vec), ctx.zeros(n, T.mat), ctx.zeros(n, T.mat)
+        wp, d = self.wp, self.cfg.dim
+        opts = {"device": self.sim.device, "dtype": self.sim.dtype}
+        return (wp.from_torch(torch.empty(n, d, **opts), dtype=T.vec),
+                wp.from_torch(torch.empty(n, d, **opts), dtype=T.vec),
+                wp.from_torch(torch.empty(n, d, d, **opts), dtype=T.mat),
+                wp.from_torch(torch.empty(n, d, d, **opts), dtype=T.mat))
+
+    def _particles(self, ctx, fresh: bool, tag: str):
+        """Particle arrays: fresh ones on the tape, reused buffers otherwise."""
+        T, n = self.T, self.n
+        if fresh:
+            return ctx.zeros(n, T.vec), ctx.zeros(n, T.vec), ctx.zeros(n, T.mat), ctx.zeros(n, T.mat)
+        return (self._buf(tag + "x", n, T.vec), self._buf(tag + "v", n, T.vec), self._buf(tag + "C", n, T.mat),
+                self._buf(tag + "F", n, T.mat))
+
+    def _rigid(self, ctx, outs, table, body, vol, rslot, ridx, fresh: bool, tag: str):
+        wp, T = self.wp, self.T
+        x, v, C, F = outs
+        k, r = self.rigid_count, self.rigid_particles
+        msum, mx, mv = ctx.zeros(k, T.float), ctx.zeros(k, T.vec), ctx.zeros(k, T.vec)
+        wp.launch(self.rigid_sums1, r, inputs=[ridx, self.rbody, body, vol, table, x, v],
+                  outputs=[msum, mx, mv], device=ctx.device)
+        A, L, I = ctx.zeros(k, T.mat), ctx.zeros(k, T.vec3), ctx.zeros(k, T.mat3)
+        wp.launch(self.rigid_sums2, r, inputs=[ridx, self.rbody, body, vol, table, self.r0, x, v,
+                                               msum, mx], outputs=[A, L, I], device=ctx.device)
+        new = self._particles(ctx, fresh, tag)
+        wp.launch(self.rigid_apply, self.n, inputs=[rslot, self.rbody, self.r0, x, v, C, F, msum, mx, mv, A, L, I],
+                  outputs=list(new), device=ctx.device)
+        return new
+
+    # -------------------------------------------------------------------------------------- checks
+    def check(self, substep0: int) -> None:
+        """Raise `SimulationDiverged` if the last operation flagged a non-finite value or an escape."""
+        flags = self.flags
+        if flags is None or not bool(flags.any()):
+            return
+        f = flags.cpu().numpy()
+        s = int(np.nonzero(f.any(1))[0][0])
+        if f[s, 0]:
+            raise SimulationDiverged(substep0 + s + 1, "particle_x",
+                                     f"is NaN or inf for {f[s, 0]} particle(s) (is dt too large for the material?)")
+        raise SimulationDiverged(substep0 + s + 1, "particle_x",
+                                 f"left the domain for {f[s, 1]} particle(s) (faster than the walls can stop them)")

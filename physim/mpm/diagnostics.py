@@ -1,0 +1,66 @@
+"""Physical diagnostics of a state, in torch: momentum, energies, fluid pressure.
+
+Used by the physics tests and handy for losses and plots; all differentiable.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from physim.mpm.materials import Elastic, NewtonianFluid, NonNewtonianFluid, lame
+from physim.mpm.state import State
+
+__all__ = ["elastic_energy", "kinetic_energy", "linear_momentum", "pressure"]
+
+
+def linear_momentum(sim, state: State) -> torch.Tensor:
+    """Total linear momentum Σ m v [kg·m/s], shape (d,)."""
+    return (sim.particle_mass()[:, None] * state.v).sum(0)
+
+
+def kinetic_energy(sim, state: State) -> torch.Tensor:
+    """Σ ½ m |v|² [J], shape ()."""
+    return 0.5 * (sim.particle_mass() * (state.v**2).sum(1)).sum()
+
+
+def elastic_energy(sim, state: State) -> torch.Tensor:
+    """Σ V₀ ψ(F) [J] over bodies of `Elastic` material, shape ().
+
+    ψ: fixed corotated μ Σ(σ_i − 1)² + λ/2 (J − 1)²; neo-Hookean μ/2 (tr FᵀF − d) − μ log J + λ/2 log² J;
+    StVK μ |E|² + λ/2 tr(E)².
+    """
+    total = torch.zeros((), dtype=state.F.dtype, device=state.F.device)
+    d = sim.cfg.dim
+    for i, b in enumerate(sim.bodies):
+        mat = b.material
+        if not isinstance(mat, Elastic):
+            continue
+        sel = sim.material_id == i
+        F = state.F[sel]
+        mu, lam = lame(sim.params[f"{b.name}.E"], sim.params[f"{b.name}.nu"])
+        J = torch.linalg.det(F)
+        if mat.model == "corotated":
+            s = torch.linalg.svdvals(F)
+            s = torch.where(J[:, None] < 0, s * torch.tensor([1.0] * (d - 1) + [-1.0], dtype=F.dtype), s)
+            psi = mu * ((s - 1) ** 2).sum(1) + 0.5 * lam * (J - 1) ** 2
+        elif mat.model == "neohookean":
+            logJ = torch.log(J)
+            psi = 0.5 * mu * ((F**2).sum((1, 2)) - d) - mu * logJ + 0.5 * lam * logJ**2
+        else:
+            E = 0.5 * (F.transpose(1, 2) @ F - torch.eye(d, dtype=F.dtype))
+            tr = E.diagonal(dim1=1, dim2=2).sum(1)
+            psi = mu * (E**2).sum((1, 2)) + 0.5 * lam * tr**2
+        total = total + (sim.particle_volume[sel] * psi).sum()
+    return total
+
+
+def pressure(sim, state: State) -> torch.Tensor:
+    """Pressure p = (K/γ)(J^−γ − 1) [Pa] of each fluid particle (NaN for other materials), shape (N,)."""
+    J = torch.linalg.det(state.F)
+    out = torch.full_like(J, float("nan"))
+    for i, b in enumerate(sim.bodies):
+        if isinstance(b.material, (NewtonianFluid, NonNewtonianFluid)):
+            sel = sim.material_id == i
+            K, g = sim.params[f"{b.name}.bulk_modulus"], b.material.gamma
+            out = torch.where(sel, K / g * (J ** (-g) - 1), out)
+    return out

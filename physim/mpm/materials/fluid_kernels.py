@@ -1,0 +1,59 @@
+"""Warp functions of the fluids (see `newtonian` and `non_newtonian` for the equations)."""
+
+import functools
+from types import SimpleNamespace
+
+import warp as wp
+
+from physim.mpm.kernel_types import KernelTypes
+
+__all__ = ["make_fluid_funcs"]
+
+
+@functools.cache
+def make_fluid_funcs(T: KernelTypes):
+    """Kirchhoff stresses ``newtonian(F, C, K, η, γ)``, ``herschel_bulkley(...)`` and ``volumetric(F)``."""
+    dim, float_t, mat = T.dim, T.float, T.mat
+    inv_dim = 1.0 / dim
+
+    @wp.func
+    def pressure_tau(J: float_t, K: float_t, gamma: float_t) -> float_t:
+        """−J p with Tait p = (K/γ)(J^−γ − 1); for γ = 1 exactly K (J − 1)."""
+        out = K * (J - float_t(1.0))
+        if gamma != float_t(1.0):
+            out = -J * K / gamma * (wp.pow(J, -gamma) - float_t(1.0))
+        return out
+
+    @wp.func
+    def dev_rate(C: mat) -> mat:
+        D = float_t(0.5) * (C + wp.transpose(C))
+        return D - wp.trace(D) * float_t(inv_dim) * wp.identity(n=dim, dtype=float_t)
+
+    @wp.func
+    def newtonian(F: mat, C: mat, K: float_t, eta: float_t, gamma: float_t, zeta: float_t) -> mat:
+        J = wp.determinant(F)
+        tau = pressure_tau(J, K, gamma) * wp.identity(n=dim, dtype=float_t)
+        if eta > float_t(0.0):
+            tau = tau + J * float_t(2.0) * eta * dev_rate(C)
+        if zeta > float_t(0.0):
+            tau = tau + J * zeta * wp.trace(C) * wp.identity(n=dim, dtype=float_t)
+        return tau
+
+    @wp.func
+    def herschel_bulkley(F: mat, C: mat, K: float_t, tau_y: float_t, k: float_t, n: float_t, m: float_t,
+                         eta_max: float_t, gamma: float_t) -> mat:
+        J = wp.determinant(F)
+        Dd = dev_rate(C)
+        rate = wp.sqrt(float_t(2.0) * wp.ddot(Dd, Dd) + float_t(1e-12))
+        # (1 − exp(−m γ̇))/γ̇ tends to m as γ̇ → 0; the +1e-12 above keeps the root differentiable.
+        yield_part = tau_y * (float_t(1.0) - wp.exp(-m * rate)) / rate
+        eta = wp.min(k * wp.pow(rate, n - float_t(1.0)) + yield_part, eta_max)
+        return pressure_tau(J, K, gamma) * wp.identity(n=dim, dtype=float_t) + J * float_t(2.0) * eta * Dd
+
+    @wp.func
+    def volumetric(F: mat) -> mat:
+        """J^{1/d} I with J = det F: a fluid particle keeps its volume only."""
+        J = wp.max(wp.determinant(F), float_t(1e-6))
+        return wp.pow(J, float_t(inv_dim)) * wp.identity(n=dim, dtype=float_t)
+
+    return SimpleNamespace(newtonian=newtonian, herschel_bulkley=herschel_bulkley, volumetric=volumetric)

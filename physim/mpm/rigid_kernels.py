@@ -1,0 +1,145 @@
+"""Shape matching of rigid bodies (see `physim.mpm.materials.rigid` for the equations).
+
+Three launches after `g2p`: per-body sums of mass, m x and m v; per-body sums of
+A = Σ m r r₀ᵀ, angular momentum and inertia about the new centre; then every particle
+is copied, rigid ones replaced by their rigid motion (per-body quantities are
+recomputed per particle, which is cheaper than another launch for a few bodies).
+"""
+
+import functools
+
+import warp as wp
+
+from physim.mpm.kernel_types import KernelTypes
+from physim.mpm.svd_kernels import make_svd_funcs
+
+__all__ = ["make_rigid_kernels"]
+
+
+@functools.cache
+def make_rigid_kernels(T: KernelTypes):
+    """Kernels ``rigid_sums1, rigid_sums2, rigid_apply``."""
+    dim, float_t, vec, mat, vec3, mat3 = T.dim, T.float, T.vec, T.mat, T.vec3, T.mat3
+    polar = make_svd_funcs(T).polar
+
+    @wp.kernel
+    def rigid_sums1(
+        ridx: wp.array(dtype=wp.int32),
+        rbody: wp.array(dtype=wp.int32),
+        body: wp.array(dtype=wp.int32),
+        vol: wp.array(dtype=float_t),
+        table: wp.array2d(dtype=float_t),
+        x: wp.array(dtype=vec),
+        v: wp.array(dtype=vec),
+        # outputs
+        msum: wp.array(dtype=float_t),
+        mx: wp.array(dtype=vec),
+        mv: wp.array(dtype=vec),
+    ):
+        """Mass, first moment and momentum of each rigid body."""
+        t = wp.tid()
+        p = ridx[t]
+        rb = rbody[t]
+        m = table[body[p], 0] * vol[p]
+        wp.atomic_add(msum, rb, m)
+        wp.atomic_add(mx, rb, m * x[p])
+        wp.atomic_add(mv, rb, m * v[p])
+
+    @wp.func
+    def cross3(a: vec, b: vec) -> vec3:
+        if wp.static(dim == 3):
+            return wp.cross(vec3(a[0], a[1], a[2]), vec3(b[0], b[1], b[2]))
+        else:
+            return vec3(float_t(0.0), float_t(0.0), a[0] * b[1] - a[1] * b[0])
+
+    @wp.func
+    def inertia(r: vec) -> mat3:
+        if wp.static(dim == 3):
+            rr = vec3(r[0], r[1], r[2])
+            return wp.dot(rr, rr) * wp.identity(n=3, dtype=float_t) - wp.outer(rr, rr)
+        else:
+            # In 2D only the z-z entry matters; the other diagonal entries keep the matrix invertible.
+            s = wp.dot(r, r)
+            return wp.diag(vec3(s, s, s))
+
+    @wp.kernel
+    def rigid_sums2(
+        ridx: wp.array(dtype=wp.int32),
+        rbody: wp.array(dtype=wp.int32),
+        body: wp.array(dtype=wp.int32),
+        vol: wp.array(dtype=float_t),
+        table: wp.array2d(dtype=float_t),
+        r0: wp.array(dtype=vec),
+        x: wp.array(dtype=vec),
+        v: wp.array(dtype=vec),
+        msum: wp.array(dtype=float_t),
+        mx: wp.array(dtype=vec),
+        # outputs
+        A: wp.array(dtype=mat),
+        L: wp.array(dtype=vec3),
+        I: wp.array(dtype=mat3),
+    ):
+        """Shape-matching matrix, angular momentum and inertia about the current centre."""
+        t = wp.tid()
+        p = ridx[t]
+        rb = rbody[t]
+        m = table[body[p], 0] * vol[p]
+        c = mx[rb] / msum[rb]
+        r = x[p] - c
+        wp.atomic_add(A, rb, m * wp.outer(r, r0[t]))
+        wp.atomic_add(L, rb, m * cross3(r, v[p]))
+        wp.atomic_add(I, rb, m * inertia(r))
+
+    @wp.kernel
+    def rigid_apply(
+        rslot: wp.array(dtype=wp.int32),
+        rbody: wp.array(dtype=wp.int32),
+        r0: wp.array(dtype=vec),
+        x: wp.array(dtype=vec),
+        v: wp.array(dtype=vec),
+        C: wp.array(dtype=mat),
+        F: wp.array(dtype=mat),
+        msum: wp.array(dtype=float_t),
+        mx: wp.array(dtype=vec),
+        mv: wp.array(dtype=vec),
+        A: wp.array(dtype=mat),
+        L: wp.array(dtype=vec3),
+        I: wp.array(dtype=mat3),
+        # outputs
+        x_out: wp.array(dtype=vec),
+        v_out: wp.array(dtype=vec),
+        C_out: wp.array(dtype=mat),
+        F_out: wp.array(dtype=mat),
+    ):
+        """Copy every particle; rigid ones (rslot >= 0) take the body's rigid motion."""
+        p = wp.tid()
+        t = rslot[p]
+        if t < 0:
+            x_out[p] = x[p]
+            v_out[p] = v[p]
+            C_out[p] = C[p]
+            F_out[p] = F[p]
+        else:
+            rb = rbody[t]
+            M = msum[rb]
+            c = mx[rb] / M
+            vc = mv[rb] / M
+            R = polar(A[rb])
+            Ireg = I[rb] + float_t(1e-12) * M * wp.identity(n=3, dtype=float_t)
+            w = wp.inverse(Ireg) * L[rb]
+            xn = c + R * r0[t]
+            r = xn - c
+            W = mat()
+            vn = vc
+            if wp.static(dim == 3):
+                W = mat(float_t(0.0), -w[2], w[1], w[2], float_t(0.0), -w[0], -w[1], w[0], float_t(0.0))
+                vn = vc + W * r
+            else:
+                W = mat(float_t(0.0), -w[2], w[2], float_t(0.0))
+                vn = vc + W * r
+            x_out[p] = xn
+            v_out[p] = vn
+            C_out[p] = W
+            F_out[p] = R
+
+    return rigid_sums1, rigid_sums2, rigid_apply

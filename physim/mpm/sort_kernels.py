@@ -1,0 +1,86 @@
+"""Particle sorting by grid cell, and the gathers/scatters between id order and cell order.
+
+Sorting happens inside the differentiable substep operation: the permutation is an
+integer array (no gradient), the gathers and scatters are kernels whose adjoints
+Warp generates, so the tape stays exact.
+"""
+
+import functools
+
+import warp as wp
+
+from physim.mpm.kernel_types import KernelTypes
+
+__all__ = ["make_sort_kernels"]
+
+
+@functools.cache
+def make_sort_kernels(T: KernelTypes):
+    """Kernels ``cell_keys, gather, scatter, gather_static, rigid_slots``."""
+    dim, float_t, vec, mat = T.dim, T.float, T.vec, T.mat
+
+    @wp.kernel
+    def cell_keys(x: wp.array(dtype=vec), res: wp.vec3i, inv_dx: float_t,
+                  # outputs
+                  keys: wp.array(dtype=wp.int32), values: wp.array(dtype=wp.int32)):
+        """Linear index of each particle's cell (clamped into the grid) and the particle id."""
+        p = wp.tid()
+        xs = x[p] * inv_dx
+        i = wp.clamp(int(xs[0]), 0, res[0] - 1)
+        j = wp.clamp(int(xs[1]), 0, res[1] - 1)
+        key = i * res[1] + j
+        if wp.static(dim == 3):
+            key = key * res[2] + wp.clamp(int(xs[2]), 0, res[2] - 1)
+        keys[p] = key
+        values[p] = p
+
+    @wp.kernel
+    def gather(order: wp.array(dtype=wp.int32), x: wp.array(dtype=vec), v: wp.array(dtype=vec),
+               C: wp.array(dtype=mat), F: wp.array(dtype=mat),
+               # outputs
+               xs: wp.array(dtype=vec), vs: wp.array(dtype=vec), Cs: wp.array(dtype=mat), Fs: wp.array(dtype=mat)):
+        """Particle state in cell order."""
+        t = wp.tid()
+        p = order[t]
+        xs[t] = x[p]
+        vs[t] = v[p]
+        Cs[t] = C[p]
+        Fs[t] = F[p]
+
+    @wp.kernel
+    def gather_mat(order: wp.array(dtype=wp.int32), a: wp.array(dtype=mat),
+                   # outputs
+                   out: wp.array(dtype=mat)):
+        t = wp.tid()
+        out[t] = a[order[t]]
+
+    @wp.kernel
+    def scatter(order: wp.array(dtype=wp.int32), xs: wp.array(dtype=vec), vs: wp.array(dtype=vec),
+                Cs: wp.array(dtype=mat), Fs: wp.array(dtype=mat),
+                # outputs
+                x: wp.array(dtype=vec), v: wp.array(dtype=vec), C: wp.array(dtype=mat), F: wp.array(dtype=mat)):
+        """Back to particle-id order."""
+        t = wp.tid()
+        p = order[t]
+        x[p] = xs[t]
+        v[p] = vs[t]
+        C[p] = Cs[t]
+        F[p] = Fs[t]
+
+    @wp.kernel
+    def gather_static(order: wp.array(dtype=wp.int32), body: wp.array(dtype=wp.int32),
+                      vol: wp.array(dtype=float_t), rslot: wp.array(dtype=wp.int32),
+                      # outputs
+                      body_s: wp.array(dtype=wp.int32), vol_s: wp.array(dtype=float_t),
+                      rslot_s: wp.array(dtype=wp.int32), ridx_s: wp.array(dtype=wp.int32)):
+        """Per-particle constants in cell order, and the sorted position of each rigid particle."""
+        t = wp.tid()
+        p = order[t]
+        body_s[t] = body[p]
+        vol_s[t] = vol[p]
+        r = rslot[p]
+        rslot_s[t] = r
+        if r >= 0:
+            ridx_s[r] = t
+
+    return cell_keys, gather, gather_mat, scatter, gather_static

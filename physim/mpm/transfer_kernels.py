@@ -1,0 +1,462 @@
+"""MLS-MPM transfers with APIC (Hu et al. 2018; Jiang et al. 2015): the fused substep kernels.
+
+One substep is three launches:
+
+- `p2g`: per particle, the Kirchhoff stress τ of its material (fused, no stress array),
+  then mass and momentum to the 3^d nodes of its quadratic B-spline stencil:
+  m_i += w m_p,  (m v)_i += w (m_p v_p + A (x_i − x_p)),  A = m_p C_p − Δt V_p (4/Δx²) τ.
+- `grid_update`: v_i = (m v)_i / m_i + Δt g, then the colliders (the most-penetrated
+  one acts, with Coulomb friction; its reaction force and torque are accumulated), then
+  the domain walls (sticky, slip or separate).
+- `g2p`: per particle, v_p = Σ w v_i, C_p = (4/Δx²) Σ w v_i (x_i − x_p)ᵀ, x_p += Δt v_p,
+  F_trial = (I + Δt C_p) F_p, then the material's plastic projection (fused).
+
+The simulator hands the particles over sorted by cell (consecutive particles touch the same
+nodes and the particle arrays are read in order); results do not depend on the order up to
+floating-point summation order.
+"""
+
+import functools
+
+import warp as wp
+
+from physim.mpm.kernel_types import KernelTypes
+from physim.mpm.materials import base as mb
+from physim.mpm.materials.drucker_prager_kernels import make_drucker_prager_funcs
+from physim.mpm.materials.elastic_kernels import make_elastic_funcs
+from physim.mpm.materials.fluid_kernels import make_fluid_funcs
+from physim.mpm.materials.von_mises_kernels import make_von_mises_funcs
+
+__all__ = ["BC_SEPARATE", "BC_SLIP", "BC_STICKY", "make_transfer_kernels"]
+
+BC_STICKY, BC_SLIP, BC_SEPARATE = 0, 1, 2
+COLLIDER_PLANE, COLLIDER_BOX, COLLIDER_SPHERE, COLLIDER_CYLINDER, COLLIDER_CAPSULE, COLLIDER_MESH = range(6)
+
+
+@functools.cache
+def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool):
+    """Kernels ``p2g, grid_update, g2p`` of one variant; `laws` lists the material codes compiled in."""
+    dim, float_t, vec, mat, vecg, vec3, quat = T.dim, T.float, T.vec, T.mat, T.vecg, T.vec3, T.quat
+    E = make_elastic_funcs(T)
+    fl = make_fluid_funcs(T)
+    vm_project = make_von_mises_funcs(T)
+    dp_project = make_drucker_prager_funcs(T)
+    has_corot = mb.KIND_COROTATED in laws
+    has_neo = mb.KIND_NEOHOOKEAN in laws
+    has_stvk = mb.KIND_STVK in laws
+    has_vm = mb.KIND_VON_MISES in laws
+    has_dp = mb.KIND_DRUCKER_PRAGER in laws
+    has_newt = mb.KIND_NEWTONIAN in laws
+    has_hb = mb.KIND_HERSCHEL_BULKLEY in laws
+    has_neural = mb.KIND_NEURAL in laws
+    LAW_MASK, TORCH_PROJECTION = mb.LAW_MASK, mb.TORCH_PROJECTION
+    P0 = mb.COL_P0
+    tiny = 1e-12 if T.float == wp.float64 else 1e-7
+
+    @wp.func
+    def kirchhoff(kind: int, Fp: mat, Cp: mat, table: wp.array2d(dtype=float_t), b: int, text: mat) -> mat:
+        tau = mat()
+        mu = table[b, 1]
+        lam = table[b, 2]
+        if wp.static(has_corot):
+            if kind == mb.KIND_COROTATED:
+                tau = E.corotated(Fp, mu, lam)
+        if wp.static(has_neo):
+            if kind == mb.KIND_NEOHOOKEAN:
+                tau = E.neohookean(Fp, mu, lam)
+        if wp.static(has_stvk):
+            if kind == mb.KIND_STVK:
+                tau = E.stvk(Fp, mu, lam)
+        if wp.static(has_vm):
+            if kind == mb.KIND_VON_MISES:
+                tau = E.hencky(Fp, mu, lam, table[b, P0 + 1])
+        if wp.static(has_dp):
+            if kind == mb.KIND_DRUCKER_PRAGER:
+                tau = E.hencky(Fp, mu, lam, table[b, P0 + 2])
+        if wp.static(has_newt):
+            if kind == mb.KIND_NEWTONIAN:
+                tau = fl.newtonian(Fp, Cp, table[b, P0], table[b, P0 + 1], table[b, P0 + 2], table[b, P0 + 3])
+        if wp.static(has_hb):
+            if kind == mb.KIND_HERSCHEL_BULKLEY:
+                tau = fl.herschel_bulkley(Fp, Cp, table[b, P0], table[b, P0 + 1], table[b, P0 + 2],
+                                          table[b, P0 + 3], table[b, P0 + 4], table[b, P0 + 5], table[b, P0 + 6])
+        if wp.static(has_neural):
+            if kind == mb.KIND_NEURAL:
+                tau = text
+        return tau
+
+    @wp.func
+    def project(kind: int, Ft: mat, table: wp.array2d(dtype=float_t), b: int) -> mat:
+        out = Ft
+        if wp.static(has_vm):
+            if kind == mb.KIND_VON_MISES:
+                out = vm_project(Ft, table[b, 1], table[b, P0], table[b, P0 + 1])
+        if wp.static(has_dp):
+            if kind == mb.KIND_DRUCKER_PRAGER:
+                out = dp_project(Ft, table[b, 1], table[b, 2], table[b, P0], table[b, P0 + 1], table[b, P0 + 2])
+        if wp.static(has_newt or has_hb):
+            if kind == mb.KIND_NEWTONIAN or kind == mb.KIND_HERSCHEL_BULKLEY:
+                out = fl.volumetric(Ft)
+        return out
+
+    @wp.func
+    def weights(f: float_t) -> vec3:
+        """Quadratic B-spline weights of the three nodes base, base+1, base+2 (f = x/Δx − base)."""
+        a = float_t(1.5) - f
+        b = f - float_t(1.0)
+        c = f - float_t(0.5)
+        return vec3(float_t(0.5) * a * a, float_t(0.75) - b * b, float_t(0.5) * c * c)
+
+    @wp.func
+    def offs(i: int) -> float_t:
+        """Node offset i as a float (read from a branch: Warp 1.19 retypes an unrolled loop
+        constant once float64() has converted it, so loop counters are never converted)."""
+        out = float_t(0.0)
+        if i == 1:
+            out = float_t(1.0)
+        elif i == 2:
+            out = float_t(2.0)
+        return out
+
+    @wp.func
+    def cell_base(xs: float_t, n: wp.int32) -> wp.int32:
+        return wp.clamp(wp.int32(wp.floor(xs - float_t(0.5))), wp.int32(0), n - wp.int32(3))
+
+    @wp.func
+    def column(A: mat, c: int, dx: float_t) -> vec:
+        """dx times column c of A (the momentum change per node step along axis c)."""
+        out = vec()
+        for r in range(dim):
+            out[r] = A[r, c] * dx
+        return out
+
+    @wp.kernel
+    def p2g(
+        x: wp.array(dtype=vec),
+        v: wp.array(dtype=vec),
+        C: wp.array(dtype=mat),
+        F: wp.array(dtype=mat),
+        body: wp.array(dtype=wp.int32),
+        vol: wp.array(dtype=float_t),
+        kinds: wp.array(dtype=wp.int32),
+        table: wp.array2d(dtype=float_t),
+        tau_ext: wp.array(dtype=mat),
+        res: wp.vec3i,
+        inv_dx: float_t,
+        dt: float_t,
+        # outputs
+        grid: wp.array(dtype=vecg),
+    ):
+        """Scatter mass and APIC momentum with the fused stress (MLS-MPM)."""
+        p = wp.tid()
+        b = body[p]
+        kind = kinds[b] & LAW_MASK
+        Vp = vol[p]
+        m = table[b, 0] * Vp
+        Cp = C[p]
+        text = mat()
+        if wp.static(has_neural):
+            if kind == mb.KIND_NEURAL:
+                text = tau_ext[p]
+        tau = kirchhoff(kind, F[p], Cp, table, b, text)
+        dx = float_t(1.0) / inv_dx
+        A = (-dt * Vp * float_t(4.0) * inv_dx * inv_dx) * tau + m * Cp
+        xs = x[p] * inv_dx
+        mv = m * v[p]
+        # node value = w (m v + A (o − f) dx) = w (q + Σ_c o_c a_c), accumulated axis by axis
+        a0 = column(A, 0, dx)
+        a1 = column(A, 1, dx)
+        if wp.static(dim == 3):
+            a2 = column(A, 2, dx)
+            b0 = cell_base(xs[0], res[0])
+            b1 = cell_base(xs[1], res[1])
+            b2 = cell_base(xs[2], res[2])
+            f = vec(xs[0] - float_t(b0), xs[1] - float_t(b1), xs[2] - float_t(b2))
+            w0 = weights(f[0])
+            w1 = weights(f[1])
+            w2 = weights(f[2])
+            q = mv - A * (f * dx)
+            for i in range(3):
+                qi = q + offs(i) * a0
+                for j in range(3):
+                    qij = qi + offs(j) * a1
+                    wij = w0[i] * w1[j]
+                    row = ((b0 + i) * res[1] + b1 + j) * res[2] + b2
+                    for k in range(3):
+                        w = wij * w2[k]
+                        val = w * (qij + offs(k) * a2)
+                        wp.atomic_add(grid, row + k, vecg(val[0], val[1], val[2], w * m))
+        else:
+            b0 = cell_base(xs[0], res[0])
+            b1 = cell_base(xs[1], res[1])
+            f = vec(xs[0] - float_t(b0), xs[1] - float_t(b1))
+            w0 = weights(f[0])
+            w1 = weights(f[1])
+            q = mv - A * (f * dx)
+            for i in range(3):
+                qi = q + offs(i) * a0
+                row = (b0 + i) * res[1] + b1
+                for j in range(3):
+                    w = w0[i] * w1[j]
+                    val = w * (qi + offs(j) * a1)
+                    wp.atomic_add(grid, row + j, vecg(val[0], val[1], w * m))
+
+    # ---------------------------------------------------------------------------------- colliders
+    @wp.func
+    def sdf_local(kind: int, p: vec3, prm: vec3, mesh: wp.uint64) -> float_t:
+        """Signed distance [m] of a point in the collider frame (negative inside)."""
+        d = float_t(1e6)
+        if kind == COLLIDER_PLANE:
+            d = p[1]
+        elif kind == COLLIDER_BOX:
+            q = vec3(wp.abs(p[0]) - prm[0], wp.abs(p[1]) - prm[1], wp.abs(p[2]) - prm[2])
+            outside = vec3(wp.max(q[0], float_t(0.0)), wp.max(q[1], float_t(0.0)), wp.max(q[2], float_t(0.0)))
+            d = wp.length(outside) + wp.min(wp.max(q[0], wp.max(q[1], q[2])), float_t(0.0))
+        elif kind == COLLIDER_SPHERE:
+            d = wp.length(p) - prm[0]
+        elif kind == COLLIDER_CYLINDER:
+            r = wp.sqrt(p[0] * p[0] + p[2] * p[2])
+            a = r - prm[0]
+            c = wp.abs(p[1]) - prm[1]
+            d = wp.min(wp.max(a, c), float_t(0.0)) + wp.sqrt(
+                wp.max(a, float_t(0.0)) * wp.max(a, float_t(0.0)) + wp.max(c, float_t(0.0)) * wp.max(c, float_t(0.0)))
+        elif kind == COLLIDER_CAPSULE:
+            y = wp.clamp(p[1], -prm[1], prm[1])
+            d = wp.length(vec3(p[0], p[1] - y, p[2])) - prm[0]
+        if wp.static(has_mesh):
+            if kind == COLLIDER_MESH:
+                pf = wp.vec3f(wp.float32(p[0]), wp.float32(p[1]), wp.float32(p[2]))
+                qm = wp.mesh_query_point_sign_normal(mesh, pf, wp.float32(1e6))
+                if qm.result:
+                    cp = wp.mesh_eval_position(mesh, qm.face, qm.u, qm.v)
+                    dd = vec3(float_t(pf[0] - cp[0]), float_t(pf[1] - cp[1]), float_t(pf[2] - cp[2]))
+                    d = float_t(qm.sign) * wp.length(dd)
+        return d
+
+    @wp.func
+    def normal_local(kind: int, p: vec3, prm: vec3, mesh: wp.uint64, h: float_t) -> vec3:
+        """Outward unit normal (central differences of the SDF, step h)."""
+        n = vec3()
+        if kind == COLLIDER_PLANE:
+            n = vec3(float_t(0.0), float_t(1.0), float_t(0.0))
+        else:
+            ex = vec3(h, float_t(0.0), float_t(0.0))
+            ey = vec3(float_t(0.0), h, float_t(0.0))
+            ez = vec3(float_t(0.0), float_t(0.0), h)
+            n = vec3(sdf_local(kind, p + ex, prm, mesh) - sdf_local(kind, p - ex, prm, mesh),
+                     sdf_local(kind, p + ey, prm, mesh) - sdf_local(kind, p - ey, prm, mesh),
+                     sdf_local(kind, p + ez, prm, mesh) - sdf_local(kind, p - ez, prm, mesh))
+            ln = wp.length(n)
+            if ln > float_t(tiny):
+                n = n / ln
+            else:
+                n = vec3(float_t(0.0), float_t(1.0), float_t(0.0))
+        return n
+
+    @wp.func
+    def to3(a: vec) -> vec3:
+        if wp.static(dim == 3):
+            return vec3(a[0], a[1], a[2])
+        else:
+            return vec3(a[0], a[1], float_t(0.0))
+
+    @wp.func
+    def from3(a: vec3) -> vec:
+        if wp.static(dim == 3):
+            return vec(a[0], a[1], a[2])
+        else:
+            return vec(a[0], a[1])
+
+    @wp.func
+    def deepest(pos: vec3, ncol: int, ctype: wp.array(dtype=wp.int32), cparam: wp.array(dtype=vec3),
+                cmesh: wp.array(dtype=wp.uint64), cstate: wp.array3d(dtype=float_t), s: int) -> int:
+        """Index of the collider with the most negative SDF at `pos`, or -1 if none contains it."""
+        best = int(-1)  # noqa: UP018, RUF046  (int() makes it a runtime variable a dynamic loop may mutate)
+        best_d = float_t(0.0) * cstate[s, 0, 0]
+        for c in range(ncol):
+            cp = vec3(cstate[s, c, 0], cstate[s, c, 1], cstate[s, c, 2])
+            cq = quat(cstate[s, c, 3], cstate[s, c, 4], cstate[s, c, 5], cstate[s, c, 6])
+            dist = sdf_local(ctype[c], wp.quat_rotate_inv(cq, pos - cp), cparam[c], cmesh[c])
+            if dist < best_d:
+                best_d = dist
+                best = c
+        return best
+
+    @wp.kernel
+    def grid_update(
+        grid: wp.array(dtype=vecg),
+        res: wp.vec3i,
+        dx: float_t,
+        dt: float_t,
+        gravity: vec,
+        bound: int,
+        bc: int,
+        ncol: int,
+        ctype: wp.array(dtype=wp.int32),
+        cparam: wp.array(dtype=vec3),
+        cmesh: wp.array(dtype=wp.uint64),
+        csticky: wp.array(dtype=wp.int32),
+        cstate: wp.array3d(dtype=float_t),
+        s: int,
+        friction: wp.array(dtype=float_t),
+        clear: int,
+        # outputs
+        grid_v: wp.array(dtype=vec),
+        force: wp.array(dtype=vec3),
+        torque: wp.array(dtype=vec3),
+    ):
+        """Grid velocities, colliders with Coulomb friction (reaction force and torque), domain walls."""
+        node = wp.tid()
+        g = grid[node]
+        if clear != 0:
+            grid[node] = vecg()
+        m = g[dim]
+        v = vec()
+        if m > float_t(0.0):
+            for d in range(dim):
+                v[d] = g[d] / m
+            v = v + dt * gravity
+            # node coordinates
+            I = wp.vec3i()
+            if wp.static(dim == 3):
+                I = wp.vec3i(node / (res[1] * res[2]), (node / res[2]) % res[1], node % res[2])
+            else:
+                I = wp.vec3i(node / res[1], node % res[1], 0)
+            pos = vec3(float_t(I[0]) * dx, float_t(I[1]) * dx, float_t(I[2]) * dx)
+            # the most-penetrated collider acts (an index: found without gradients, then applied with them)
+            best = deepest(pos, ncol, ctype, cparam, cmesh, cstate, s)
+            if best >= 0:
+                c = best
+                cp = vec3(cstate[s, c, 0], cstate[s, c, 1], cstate[s, c, 2])
+                cq = quat(cstate[s, c, 3], cstate[s, c, 4], cstate[s, c, 5], cstate[s, c, 6])
+                cv = vec3(cstate[s, c, 7], cstate[s, c, 8], cstate[s, c, 9])
+                cw = vec3(cstate[s, c, 10], cstate[s, c, 11], cstate[s, c, 12])
+                r = pos - cp
+                n = wp.quat_rotate(cq, normal_local(ctype[c], wp.quat_rotate_inv(cq, r), cparam[c], cmesh[c],
+                                                    float_t(0.5) * dx))
+                vc = from3(cv + wp.cross(cw, r))
+                nn = from3(n)
+                vr = v - vc
+                vn = wp.dot(vr, nn)
+                v_new = v
+                if csticky[c] != 0:
+                    v_new = vc
+                elif vn < float_t(0.0):
+                    vt = vr - vn * nn
+                    lt = wp.length(vt)
+                    fac = float_t(0.0)
+                    if lt > float_t(tiny):
+                        fac = wp.max(float_t(0.0), float_t(1.0) + friction[c] * vn / lt)
+                    v_new = vc + fac * vt
+                f = to3((m / dt) * (v - v_new))
+                wp.atomic_add(force, c, f)
+                wp.atomic_add(torque, c, wp.cross(r, f))
+                v = v_new
+            # domain walls
+            for ax in range(dim):
+                lo = I[ax] < bound
+                hi = I[ax] >= res[ax] - bound
+                if lo or hi:
+                    if bc == BC_STICKY:
+                        v = vec()
+                    else:
+                        into = (lo and v[ax] < float_t(0.0)) or (hi and v[ax] > float_t(0.0))
+                        if bc == BC_SLIP or into:
+                            v[ax] = float_t(0.0)
+        grid_v[node] = v
+
+    @wp.kernel
+    def g2p(
+        x: wp.array(dtype=vec),
+        F: wp.array(dtype=mat),
+        body: wp.array(dtype=wp.int32),
+        kinds: wp.array(dtype=wp.int32),
+        table: wp.array2d(dtype=float_t),
+        grid_v: wp.array(dtype=vec),
+        res: wp.vec3i,
+        inv_dx: float_t,
+        dt: float_t,
+        # outputs
+        x_out: wp.array(dtype=vec),
+        v_out: wp.array(dtype=vec),
+        C_out: wp.array(dtype=mat),
+        F_out: wp.array(dtype=mat),
+        flags: wp.array(dtype=wp.int32),
+    ):
+        """Gather APIC velocity and affine field, advect, update F and project it (plasticity)."""
+        p = wp.tid()
+        xs = x[p] * inv_dx
+        dx = float_t(1.0) / inv_dx
+        vp = vec()
+        # B = Σ w v_i (o − f)ᵀ dx = dx (Σ_c (Σ w v_i o_c) e_cᵀ − v_p fᵀ): accumulate Σ w v_i o_c per axis
+        s0 = vec()
+        s1 = vec()
+        f = vec()
+        B = mat()
+        if wp.static(dim == 3):
+            b0 = cell_base(xs[0], res[0])
+            b1 = cell_base(xs[1], res[1])
+            b2 = cell_base(xs[2], res[2])
+            f = vec(xs[0] - float_t(b0), xs[1] - float_t(b1), xs[2] - float_t(b2))
+            w0 = weights(f[0])
+            w1 = weights(f[1])
+            w2 = weights(f[2])
+            s2 = vec()
+            for i in range(3):
+                for j in range(3):
+                    wij = w0[i] * w1[j]
+                    row = ((b0 + i) * res[1] + b1 + j) * res[2] + b2
+                    sj = vec()
+                    for k in range(3):
+                        wv = (wij * w2[k]) * grid_v[row + k]
+                        sj += wv
+                        s2 += offs(k) * wv
+                    vp += sj
+                    s0 += offs(i) * sj
+                    s1 += offs(j) * sj
+            for r in range(3):
+                B[r, 0] = s0[r]
+                B[r, 1] = s1[r]
+                B[r, 2] = s2[r]
+        else:
+            b0 = cell_base(xs[0], res[0])
+            b1 = cell_base(xs[1], res[1])
+            f = vec(xs[0] - float_t(b0), xs[1] - float_t(b1))
+            w0 = weights(f[0])
+            w1 = weights(f[1])
+            for i in range(3):
+                row = (b0 + i) * res[1] + b1
+                si = vec()
+                for j in range(3):
+                    wv = (w0[i] * w1[j]) * grid_v[row + j]
+                    si += wv
+                    s1 += offs(j) * wv
+                vp += si
+                s0 += offs(i) * si
+            for r in range(2):
+                B[r, 0] = s0[r]
+                B[r, 1] = s1[r]
+        B = dx * (B - wp.outer(vp, f))
+        Cn = (float_t(4.0) * inv_dx * inv_dx) * B
+        xn = x[p] + dt * vp
+        Ft = (wp.identity(n=dim, dtype=float_t) + dt * Cn) * F[p]
+        b = body[p]
+        kind = kinds[b]
+        Fn = Ft
+        if (kind & TORCH_PROJECTION) == 0:
+            Fn = project(kind & LAW_MASK, Ft, table, b)
+        x_out[p] = xn
+        v_out[p] = vp
+        C_out[p] = Cn
+        F_out[p] = Fn
+        # divergence bookkeeping: non-finite values, and particles leaving the safe interior
+        ok = wp.isfinite(xn) and wp.isfinite(vp) and wp.isfinite(Fn)
+        if not ok:
+            wp.atomic_add(flags, 0, 1)
+        else:
+            xg = xn * inv_dx
+            for d in range(dim):
+                if xg[d] < float_t(0.5) or xg[d] > float_t(res[d]) - float_t(1.5):
+                    wp.atomic_add(flags, 1, 1)
+
+    return p2g, grid_update, g2p
