@@ -42,7 +42,7 @@ def test_generate_writes_valid_splits_and_resumes(tmp_path):
     train = [t for f in load_split(cfg.out, "train") for t in f.trajectories]
     assert sorted(t.material for t in train) == ["jelly", "water"]
     shard = read_trajectories(cfg.out / manifest["splits"]["test"][0])
-    assert shard.dim == 2 and shard.dt == pytest.approx(2e-3)
+    assert shard.dim == 2 and shard.dt == pytest.approx(PRESETS["cpu-2d"].dt * PRESETS["cpu-2d"].substeps)
     for t in shard.trajectories:
         assert t.positions.shape[0] == 4 and t.positions.shape[2] == 2
         assert int(t.particle_type[0]) == shard.materials.index(t.material)
