@@ -13,6 +13,7 @@ public code overwrites the query coordinate and so sees only y (ANCHORS §2.1); 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from physim.config import check_choice
@@ -65,7 +66,10 @@ class KernelIntegral(nn.Module):
         src, dst = edge_index
         rel = (pos_dst[dst] - pos_src[src]) / radius
         if self.kernel == "nonlinear":
-            msg = self.k(torch.cat([rel, f_src[src]], dim=1))
+            # First layer of MLP([rel, f]) split: the feature block is applied once per source point.
+            first = self.k[0]
+            w_rel, w_f = first.weight.split([rel.shape[1], f_src.shape[1]], dim=1)
+            msg = self.k[1:](F.linear(rel, w_rel, first.bias) + F.linear(f_src, w_f)[src])
         else:
             msg = self.k(rel) * self.w(f_src)[src]
         return scatter_mean(msg, dst, pos_dst.shape[0])

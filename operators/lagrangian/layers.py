@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .nn import mlp
@@ -55,7 +56,12 @@ class InteractionNetwork(nn.Module):
         """Args: node latents (nodes, hidden), edge latents (edges, hidden), edges (2, edges) with
         row 0 the sender j and row 1 the receiver i, optional message weights (edges, 1)."""
         src, dst = edge_index
-        m = self.edge_mlp(torch.cat([e, h[dst], h[src]], dim=1))
+        # The first layer of MLP([e, h_i, h_j]) split by input block: the node blocks are multiplied
+        # once per node and gathered, not once per edge (same function, ~40% fewer edge FLOPs).
+        first = self.edge_mlp[0]
+        w_e, w_i, w_j = first.weight.split(h.shape[1], dim=1)
+        z = F.linear(e, w_e, first.bias) + F.linear(h, w_i)[dst] + F.linear(h, w_j)[src]
+        m = self.edge_mlp[1:](z)
         agg = self.aggregate(m if weight is None else m * weight, edge_index, h.shape[0])
         return h + self.node_mlp(torch.cat([h, agg], dim=1)), e + m
 

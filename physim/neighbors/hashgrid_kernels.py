@@ -23,8 +23,8 @@ def count_within(
     r = radii[i]
     query = wp.hash_grid_query(grid, q, r)
     # int(0), not 0: Warp needs a dynamic variable to mutate in the loop.
-    j = int(0)  # noqa: UP018
-    n = int(0)  # noqa: UP018
+    j = int(0)  # noqa: RUF046, UP018
+    n = int(0)  # noqa: RUF046, UP018
     while wp.hash_grid_query_next(query, j):
         if wp.length_sq(points[j] - q) <= r * r:
             n += 1
@@ -47,7 +47,7 @@ def fill_within(
     q = queries[i]
     r = radii[i]
     query = wp.hash_grid_query(grid, q, r)
-    j = int(0)  # noqa: UP018
+    j = int(0)  # noqa: RUF046, UP018
     k = offsets[i]
     while wp.hash_grid_query_next(query, j):
         if wp.length_sq(points[j] - q) <= r * r:

@@ -297,7 +297,8 @@ def _knn_candidates(points, queries, k, radius, same, skip_self, backend):
         p = points.detach().to("cpu", torch.float64).numpy()
         q = p if same else queries.detach().to("cpu", torch.float64).numpy()
         bound = np.inf if radius is None else _candidate_radius(radius, points, queries)
-        _, idx = cKDTree(p).query(q, k=kk, distance_upper_bound=bound, workers=-1)
+        # As many query threads as torch uses (a shared machine gains nothing from more).
+        _, idx = cKDTree(p).query(q, k=kk, distance_upper_bound=bound, workers=torch.get_num_threads())
         idx = idx.reshape(m, kk)
         rows = np.repeat(np.arange(m), kk)
         flat = idx.reshape(-1)
