@@ -38,6 +38,9 @@ __all__ = ["PRESETS", "MPMDatasetConfig", "MPMPreset", "cli_generate", "generate
 
 log = logging.getLogger(__name__)
 
+GENERATOR_VERSION = 2
+"""Bumped whenever a scene would be simulated differently: shards of another version are regenerated."""
+
 
 @dataclass(frozen=True, kw_only=True)
 class MPMPreset:
@@ -140,7 +143,10 @@ def simulate_scene(preset: MPMPreset, spec: dict[str, Any], *, device: str | Non
     from physim import mpm
 
     dim = preset.dim
-    cfg = mpm.SceneConfig(dim=dim, grid=preset.grid, dt=preset.dt, substeps=preset.substeps, boundary="slip")
+    # Sand needs friction with the ground to pile up (on slip walls it spreads over the whole floor);
+    # the other materials use slip walls.
+    boundary = "sticky" if spec["material"] == "sand" else "slip"
+    cfg = mpm.SceneConfig(dim=dim, grid=preset.grid, dt=preset.dt, substeps=preset.substeps, boundary=boundary)
     material = material_object(spec["material"])
     bodies = []
     for i, b in enumerate(spec["bodies"]):
@@ -255,7 +261,7 @@ def _tasks(cfg: MPMDatasetConfig, preset: MPMPreset) -> list[dict[str, Any]]:
 
 def _task_hash(preset: MPMPreset, task: dict[str, Any], seed: int) -> str:
     blob = json.dumps({"preset": dataclasses.asdict(preset), "items": task["items"], "seed": seed,
-                       "materials": list(MATERIALS)}, sort_keys=True)
+                       "materials": list(MATERIALS), "version": GENERATOR_VERSION}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
