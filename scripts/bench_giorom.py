@@ -73,6 +73,8 @@ class BenchConfig:
     """Model steps per timing repeat."""
     threads: int = 1
     """torch CPU threads (the machine is shared: one thread gives steadier ratios)."""
+    timing_sizes: tuple[int, ...] = (2_000, 4_000, 8_000, 12_000)
+    """Particle counts of the step-time sweep (lattice blocks at the data's particle spacing)."""
     decoder_queries: tuple[int, ...] = (1_000, 10_000, 100_000)
     """Query counts of the decoder timing."""
     decoder_sparse: int = 1_000
@@ -185,6 +187,25 @@ def time_steps(models: dict, traj, cfg: BenchConfig) -> dict[str, dict[str, floa
     return {name: {k: statistics.median(v) for k, v in d.items()} for name, d in out.items()}
 
 
+def lattice_scene(count: int, spacing: float, bounds, dim: int, material: int = 0):
+    """A resting block of about `count` particles on a lattice of the data's spacing, centred in the
+    domain and moving down slowly: a scene with the training data's neighbour counts, for timing."""
+    from physim.operators.lagrangian import Trajectory
+
+    side = round(count ** (1.0 / dim))
+    axis = (torch.arange(side, dtype=torch.float32) - (side - 1) / 2) * spacing
+    block = torch.cartesian_prod(*([axis] * dim)).reshape(-1, dim)
+    lo, hi = torch.tensor(bounds[0]), torch.tensor(bounds[1])
+    if bool(((block.max(0).values - block.min(0).values) > (hi - lo)).any()):
+        raise ValueError(f"timing_sizes: {count} particles at spacing {spacing:.4g} m do not fit in the domain")
+    block = block + (lo + hi) / 2
+    fall = torch.zeros(dim)
+    fall[1] = -1e-3
+    positions = torch.stack([block + fall * t for t in range(8)])
+    return Trajectory(positions=positions, particle_type=torch.full((block.shape[0],), material),
+                      material="lattice", name=f"lattice_{block.shape[0]}")
+
+
 @torch.no_grad()
 def time_decoder(model: GIOROM, cfg: BenchConfig) -> list[dict[str, float]]:
     """Decoder time for each query count from a `decoder_sparse`-point graph (a disc/ball body)."""
@@ -266,6 +287,13 @@ def main(cfg: BenchConfig) -> dict:
     reference = constant_velocity_mse(test, cfg.steps)
     largest = max(test, key=lambda t: t.particle_count)
     timing = time_steps(trained, largest, cfg)
+    sweep = []
+    for count in cfg.timing_sizes:
+        scene = lattice_scene(count, spacing, bounds, meta.dim)
+        t = time_steps(trained, scene, cfg)
+        sweep.append({"particles": scene.particle_count, **t})
+        print(f"timing sweep: {scene.particle_count} particles: "
+              + ", ".join(f"{k} {1e3 * v['step']:.1f} ms" for k, v in t.items()), flush=True)
     giorom = next((m for m in trained.values() if isinstance(m, GIOROM)), None)
     decoder = time_decoder(giorom, cfg) if giorom is not None else []
 
@@ -285,6 +313,18 @@ def main(cfg: BenchConfig) -> dict:
         row += [f"{1e3 * t['step']:.1f}", f"{gns_t / t['step']:.1f}" if gns_t else "–",
                 f"{1e3 * t['step+decode']:.1f}", f"{gns_t / t['step+decode']:.1f}" if gns_t else "–"]
         lines.append("| " + " | ".join(row) + " |")
+    if sweep and "gns" in trained:
+        names = [n for n in trained if n != "gns"]
+        lines += ["", "| particles | GNS step [ms] | " + " | ".join(f"{n} step [ms] (GNS / {n}) | "
+                                                          f"{n} step+decode [ms] (GNS / ...)" for n in names) + " |",
+                  "|---|---|" + "---|---|" * len(names)]
+        for row in sweep:
+            g = row["gns"]["step"]
+            cells = [f"{row['particles']:,}", f"{1e3 * g:.1f}"]
+            for n in names:
+                cells += [f"{1e3 * row[n]['step']:.1f} ({g / row[n]['step']:.1f}×)",
+                          f"{1e3 * row[n]['step+decode']:.1f} ({g / row[n]['step+decode']:.1f}×)"]
+            lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "| queries (from a 1k-point graph) | decode, cached plan [ms] | / 1k | decode incl. neighbour "
               "search [ms] | / 1k |", "|---|---|---|---|---|"]
     for r in decoder:
@@ -300,6 +340,7 @@ def main(cfg: BenchConfig) -> dict:
                "radius": radius, "spacing": spacing, "training": training, "evaluation": evaluation,
                "constant_velocity": reference,
                "timing_scene": {"name": largest.name, "particles": largest.particle_count}, "timing": timing,
+               "timing_sweep": sweep,
                "decoder": decoder, "torch_threads": torch.get_num_threads(), "device": "cpu"}
     atomic_write_text(cfg.out / "results.json", json.dumps(results, indent=2))
     atomic_write_text(cfg.out / "table.md", table + "\n")

@@ -54,6 +54,7 @@ class DecoderPlan:
         offset: x_query − y_source per query edge [m], shape (E_q, dim).
         base_weight: Taper / |offset|² per query edge (snapped queries: 1 on the coincident
             point, 0 elsewhere), shape (E_q,).
+        features: φ((x − y_j)/ℓ_j) − φ(0) per query edge, shape (E_q, features).
         query_count: Number of queries.
     """
 
@@ -62,6 +63,7 @@ class DecoderPlan:
     query_edges: torch.Tensor
     offset: torch.Tensor
     base_weight: torch.Tensor
+    features: torch.Tensor
     query_count: int
 
 
@@ -128,7 +130,10 @@ class KernelIntegralDecoder(nn.Module):
         snapped = dist <= _SNAP * rho
         has_snap = torch.zeros(m, dtype=torch.bool, device=q.device).index_fill_(0, q_edges[1][snapped], True)
         weight = torch.where(has_snap[q_edges[1]], snapped.to(weight.dtype), weight)
-        return DecoderPlan(s_edges, length, q_edges, offset, weight, m)
+        # Fourier features of the offsets: fixed while the plan is (they involve no learned weight).
+        phi = torch.sin((offset / length[q_edges[0]]) @ self.freq.to(offset) + self.phase.to(offset)) - torch.sin(
+            self.phase.to(offset))
+        return DecoderPlan(s_edges, length, q_edges, offset, weight, phi, m)
 
     # -- evaluation ----------------------------------------------------------------------------
     def forward(self, source_ref: torch.Tensor, values: torch.Tensor, queries: torch.Tensor, *,
@@ -171,9 +176,8 @@ class KernelIntegralDecoder(nn.Module):
         j, qi = plan.query_edges
         off = plan.offset.to(values)
         lin = ((grad + corr)[j] @ off[:, :, None])[:, :, 0]
-        phi = torch.sin((off / ell[j]) @ self.freq.to(values) + self.phase.to(values)) - torch.sin(
-            self.phase.to(values))
-        contrib = values[j] + lin + (phi[:, :, None] * coef[j]).sum(1)
+        phi = plan.features.to(values)
+        contrib = values[j] + lin + torch.bmm(phi[:, None, :], coef[j])[:, 0]
         w = plan.base_weight.to(values) * torch.exp(log_w[j])
         num = values.new_zeros((plan.query_count, c)).index_add_(0, qi, w[:, None] * contrib)
         den = values.new_zeros(plan.query_count).index_add_(0, qi, w)
