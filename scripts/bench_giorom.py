@@ -79,6 +79,8 @@ class BenchConfig:
     """Query counts of the decoder timing."""
     decoder_sparse: int = 1_000
     """Sparse points of the decoder timing."""
+    parallel_training: bool = True
+    """Train all models at the same time (one process each), so they share the machine's load alike."""
     skip_training: bool = False
     """Reuse the trained models in `out/runs` (evaluate and time only)."""
     seed: int = 0
@@ -237,40 +239,61 @@ def time_decoder(model: GIOROM, cfg: BenchConfig) -> list[dict[str, float]]:
     return rows
 
 
-def main(cfg: BenchConfig) -> dict:
-    torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
+def _data(cfg: BenchConfig):
     splits = {s: load_split(cfg.data, s) for s in ("train", "valid", "test")}
     train, valid, test = ([t for f in splits[s] for t in f.trajectories] for s in ("train", "valid", "test"))
     meta = splits["train"][0]
-    bounds = meta.bounds.tolist()
     spacing = spacing_of(train)
+    builders = build_models(cfg, meta.dim, meta.bounds.tolist(), cfg.radius_spacings * spacing, len(meta.materials))
+    return train, valid, test, meta, spacing, builders
+
+
+def train_one(cfg: BenchConfig, name: str) -> dict:
+    """Train model `name` on the dataset within the budget (also in a worker process); a summary row."""
+    torch.set_num_threads(cfg.threads)
+    train, valid, _, _, _, builders = _data(cfg)
+    torch.manual_seed(cfg.seed)
+    model = builders[name]()
+    # A wall-time budget ends training at an unknown step, so the learning rate stays constant
+    # after warm-up (a decay tied to a step count would favour whichever model is faster).
+    tcfg = TrainConfig(run_dir=cfg.out / "runs" / name, epochs=100_000, batch_size=cfg.batch_size,
+                       optimizer="adamw", lr=cfg.lr, optimizer_kwargs={"foreach": True}, weight_decay=1e-6,
+                       schedule="constant", warmup_steps=50, grad_clip=1.0, max_wall_time=cfg.budget, seed=cfg.seed,
+                       log="csv", progress=False)
+    counter = _StepCounter()
+    cpu0 = time.process_time()
+    result = train_lagrangian(model, train, valid, tcfg, valid_steps=20, valid_trajectories=4, callbacks=[counter])
+    return {"optimizer_steps": counter.steps, "epochs": len(result.history), "wall_time": result.wall_time,
+            "cpu_time": time.process_time() - cpu0, "best_epoch": result.best_epoch,
+            "best_valid_rollout_mse": result.best_valid_loss,
+            "parameters": sum(p.numel() for p in model.parameters())}
+
+
+def main(cfg: BenchConfig) -> dict:
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    _, _, test, meta, spacing, builders = _data(cfg)
+    bounds = meta.bounds.tolist()
     radius = cfg.radius_spacings * spacing
-    builders = build_models(cfg, meta.dim, bounds, radius, len(meta.materials))
-    trained, training = {}, {}
-    for name, build in builders.items():
-        run_dir = cfg.out / "runs" / name
-        if cfg.skip_training:
-            trained[name] = load(run_dir / "best.pt")
-            continue
-        torch.manual_seed(cfg.seed)
-        model = build()
-        # A wall-time budget ends training at an unknown step, so the learning rate stays constant
-        # after warm-up (a decay tied to a step count would favour whichever model is faster).
-        tcfg = TrainConfig(run_dir=run_dir, epochs=100_000, batch_size=cfg.batch_size, optimizer="adamw", lr=cfg.lr,
-                           optimizer_kwargs={"foreach": True}, weight_decay=1e-6, schedule="constant",
-                           warmup_steps=50, grad_clip=1.0, max_wall_time=cfg.budget, seed=cfg.seed, log="csv",
-                           checkpoint_every=1)
-        counter = _StepCounter()
-        result = train_lagrangian(model, train, valid, tcfg, valid_steps=20, valid_trajectories=4,
-                                  callbacks=[counter])
-        training[name] = {"optimizer_steps": counter.steps, "epochs": len(result.history),
-                          "wall_time": result.wall_time, "best_epoch": result.best_epoch,
-                          "best_valid_rollout_mse": result.best_valid_loss,
-                          "parameters": sum(p.numel() for p in model.parameters())}
-        print(f"trained {name}: {counter.steps} optimizer steps ({len(result.history)} epochs) in "
-              f"{result.wall_time:.0f} s, best valid 20-step MSE {result.best_valid_loss:.3e} m²", flush=True)
-        trained[name] = load(result.best_model_path)
+    names = list(builders)
+    training = {}
+    if not cfg.skip_training:
+        if cfg.parallel_training and len(names) > 1:
+            # All models train at the same time, so they share the machine's (noisy) load equally.
+            from concurrent.futures import ProcessPoolExecutor
+            from multiprocessing import get_context
+
+            with ProcessPoolExecutor(max_workers=len(names), mp_context=get_context("spawn")) as pool:
+                for name, row in zip(names, pool.map(train_one, [cfg] * len(names), names)):
+                    training[name] = row
+        else:
+            for name in names:
+                training[name] = train_one(cfg, name)
+        for name, row in training.items():
+            print(f"trained {name}: {row['optimizer_steps']} optimizer steps ({row['epochs']} epochs) in "
+                  f"{row['wall_time']:.0f} s wall, {row['cpu_time']:.0f} s CPU; best valid 20-step MSE "
+                  f"{row['best_valid_rollout_mse']:.3e} m²", flush=True)
+    trained = {name: load(cfg.out / "runs" / name / "best.pt") for name in names}
 
     evaluation = {}
     videos = cfg.out / "videos"
