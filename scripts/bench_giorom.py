@@ -34,6 +34,7 @@ from physim.operators.giorom import GIOROM
 from physim.operators.gns import GNS
 from physim.operators.lagrangian import load_split
 from physim.operators.lagrangian.evaluate import evaluate_rollouts, summarize
+from physim.operators.lagrangian.features import particle_spacing
 from physim.operators.lagrangian.train import train_lagrangian
 from physim.operators.lagrangian.video import write_comparison_video
 from physim.operators.training import TrainConfig
@@ -128,17 +129,6 @@ def constant_velocity_mse(trajectories, steps: int, history: int = 6) -> dict[st
     out = {m: sum(v) / len(v) for m, v in per.items()}
     out["all"] = sum(sum(v) for v in per.values()) / sum(len(v) for v in per.values())
     return out
-
-
-def spacing_of(trajectories) -> float:
-    from physim.neighbors import neighbor_graph
-
-    d = []
-    for t in trajectories[:8]:
-        x = t.positions[0]
-        e = neighbor_graph(x, k=1)
-        d.append(torch.linalg.vector_norm(x[e[0]] - x[e[1]], dim=1).median())
-    return float(torch.stack(d).median())
 
 
 def build_models(cfg: BenchConfig, dim: int, bounds, radius: float, num_types: int) -> dict:
@@ -243,7 +233,7 @@ def _data(cfg: BenchConfig):
     splits = {s: load_split(cfg.data, s) for s in ("train", "valid", "test")}
     train, valid, test = ([t for f in splits[s] for t in f.trajectories] for s in ("train", "valid", "test"))
     meta = splits["train"][0]
-    spacing = spacing_of(train)
+    spacing = particle_spacing([t.positions[0] for t in train])
     builders = build_models(cfg, meta.dim, meta.bounds.tolist(), cfg.radius_spacings * spacing, len(meta.materials))
     return train, valid, test, meta, spacing, builders
 

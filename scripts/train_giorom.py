@@ -25,6 +25,7 @@ import torch
 import tyro
 from physim.operators.lagrangian import load_split
 from physim.operators.lagrangian.evaluate import evaluate_rollouts, summarize
+from physim.operators.lagrangian.features import particle_spacing
 from physim.operators.lagrangian.train import train_lagrangian
 from physim.operators.lagrangian.video import write_comparison_video
 from physim.operators.training import TrainConfig
@@ -72,18 +73,6 @@ class TrainGioromConfig:
         check_choice("model", self.model, ("giorom", "gns"))
 
 
-def mean_spacing(trajectories) -> float:
-    """Median nearest-neighbour distance [m] of the first frames (the particle spacing)."""
-    from physim.neighbors import neighbor_graph
-
-    d = []
-    for t in trajectories[:8]:
-        x = t.positions[0]
-        e = neighbor_graph(x, k=1)
-        d.append(torch.linalg.vector_norm(x[e[0]] - x[e[1]], dim=1).median())
-    return float(torch.stack(d).median())
-
-
 def build_model(cfg: TrainGioromConfig, dim: int, bounds, radius: float, num_types: int):
     from physim.operators.giorom import GIOROM
     from physim.operators.gns import GNS
@@ -104,7 +93,7 @@ def main(cfg: TrainGioromConfig) -> dict:
     test = [t for f in test_files for t in f.trajectories]
     meta = train_files[0]
     bounds = meta.bounds.tolist()
-    radius = cfg.radius or 2.5 * mean_spacing(train)
+    radius = cfg.radius or 2.5 * particle_spacing([t.positions[0] for t in train])
     model = build_model(cfg, meta.dim, bounds, radius, len(meta.materials))
     run_dir = cfg.run_dir or Path("runs") / (cfg.model if cfg.model == "gns" else f"giorom-{cfg.sparsity:g}")
     tcfg = TrainConfig(run_dir=run_dir, epochs=cfg.epochs, batch_size=cfg.batch_size, optimizer="adamw", lr=cfg.lr,

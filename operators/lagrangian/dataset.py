@@ -1,7 +1,7 @@
 """HDF5 files of Lagrangian (particle) trajectories: schema, writer and validating reader.
 
 One file (a *shard*) holds any number of trajectories; the schema is documented in
-docs/lagrangian_data.md::
+docs/giorom.md ("Dataset format")::
 
     /                         attrs: format="physim-lagrangian", format_version=1, dim, dt [s],
                                      bounds [m] (2, dim), materials (JSON list), physim_version

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-__all__ = ["Normalizer", "edge_features", "node_features", "random_walk_noise", "velocities"]
+__all__ = ["Normalizer", "edge_features", "node_features", "particle_spacing", "random_walk_noise", "velocities"]
 
 
 def velocities(history: torch.Tensor) -> torch.Tensor:
@@ -102,3 +102,15 @@ def edge_features(x: torch.Tensor, edge_index: torch.Tensor, radius: float) -> t
     """Relative displacement (x_source − x_target)/radius and its length: shape (edges, dim + 1)."""
     d = (x[edge_index[0]] - x[edge_index[1]]) / radius
     return torch.cat([d, torch.linalg.vector_norm(d, dim=1, keepdim=True)], dim=1)
+
+
+def particle_spacing(positions: Sequence[torch.Tensor], *, samples: int = 8) -> float:
+    """Median nearest-neighbour distance [m] of the first `samples` clouds (each (count, dim)): the
+    particle spacing that connectivity radii are expressed in."""
+    from physim.neighbors import neighbor_graph
+
+    d = []
+    for x in list(positions)[:samples]:
+        e = neighbor_graph(x, k=1)
+        d.append(torch.linalg.vector_norm(x[e[0]] - x[e[1]], dim=1).median())
+    return float(torch.stack(d).median())

@@ -207,13 +207,17 @@ def _radius_candidates(points, queries, radius, same, skip_self, backend):
     return _remove_self(*_warp_within(points, queries, radii, r), skip_self)
 
 
-def _brute_within(points, queries, r, skip_self):
-    n, m, d = points.shape[0], queries.shape[0], points.shape[1]
-    rows = max(1, _BRUTE_CHUNK // max(1, n * d))
-    srcs, dsts = [], []
-    for start in range(0, m, rows):
+def _brute_chunks(points, queries):
+    """(first query index, squared distances (chunk, point_count)) over chunks of the queries."""
+    rows = max(1, _BRUTE_CHUNK // max(1, points.shape[0] * points.shape[1]))
+    for start in range(0, queries.shape[0], rows):
         q = queries[start:start + rows]
-        d2 = ((q[:, None, :] - points[None, :, :]) ** 2).sum(dim=2)
+        yield start, ((q[:, None, :] - points[None, :, :]) ** 2).sum(dim=2)
+
+
+def _brute_within(points, queries, r, skip_self):
+    srcs, dsts = [], []
+    for start, d2 in _brute_chunks(points, queries):
         qi, pj = torch.nonzero(d2 <= r * r, as_tuple=True)
         srcs.append(pj)
         dsts.append(qi + start)
@@ -335,15 +339,10 @@ def _unit_ball(dim: int) -> float:
 
 
 def _brute_knn(points, queries, kk):
-    n, m, d = points.shape[0], queries.shape[0], points.shape[1]
-    rows = max(1, _BRUTE_CHUNK // max(1, n * d))
     srcs, dsts = [], []
-    for start in range(0, m, rows):
-        q = queries[start:start + rows]
-        d2 = ((q[:, None, :] - points[None, :, :]) ** 2).sum(dim=2)
-        idx = torch.topk(d2, kk, dim=1, largest=False).indices
-        srcs.append(idx.reshape(-1))
-        dsts.append(torch.arange(start, start + q.shape[0], device=points.device).repeat_interleave(kk))
+    for start, d2 in _brute_chunks(points, queries):
+        srcs.append(torch.topk(d2, kk, dim=1, largest=False).indices.reshape(-1))
+        dsts.append(torch.arange(start, start + d2.shape[0], device=points.device).repeat_interleave(kk))
     return torch.cat(srcs), torch.cat(dsts)
 
 
