@@ -101,6 +101,7 @@ COMMANDS: dict[str, str | dict[str, str]] = {
         "nse": "physim.spectral.data:NSEDataConfig:generate_cli",
         "darcy": "physim.solvers.datagen:DarcyDataConfig:generate_cli",
         "poisson": "physim.solvers.datagen:PoissonDataConfig:generate_cli",
+        "mpm": "physim.operators.lagrangian.generate:MPMDatasetConfig:cli_generate",
     },
     "nclaw": "physim.operators.nclaw.experiment:ExperimentConfig:run",
 }
