@@ -13,7 +13,8 @@ test trajectories:
 Command (what docs/benchmarks.md reports):
 
     physim data mpm --preset cpu-2d --out data/mpm-cpu-2d --workers 2
-    python scripts/bench_giorom.py --data data/mpm-cpu-2d --budget 600 --out out/bench_giorom
+    python scripts/bench_giorom.py --data data/mpm-cpu-2d --budget 720 --out out/bench_giorom_cpu \
+        --timing-sizes 2000 8000 --timing-repeats 3 --timing-steps 5
 
 Outputs: a table on stdout, `<out>/results.json`, `<out>/table.md`, and a video per
 material and model in `<out>/videos/`.
