@@ -81,3 +81,5 @@ def test_bad_input():
         _WideOutput(m.output, 1, (2, 2, 2))
     with pytest.raises(ConfigError, match="time_refine"):
         RefinerConfig(time_refine=0)
+    with pytest.raises(ConfigError, match="schedule"):
+        RefinerConfig(schedule="linear")
