@@ -215,7 +215,8 @@ class SpectralRefiner:
         steps = out_steps or self.model.out_steps or x.shape[-1]
         r = self.cfg.time_refine
         fine = self.model.output(self.model.latent(x), x[:, None, ..., -1:], steps, time_refine=r)[:, 0]
-        seq = torch.cat([x[..., -1:], fine[..., 1:]], dim=-1)
+        # time_refine 1 returns the S output frames only; r > 1 also the model's value at the last input time.
+        seq = torch.cat([x[..., -1:], fine if r == 1 else fine[..., 1:]], dim=-1)
         return self.residual_norm(seq, self.frame_dt / r)
 
     def refine(self, x: torch.Tensor, out_steps: int | None = None, *, progress: bool = False) -> RefineResult:
