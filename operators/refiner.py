@@ -17,6 +17,10 @@ true last input frame, which ties the trajectory to its known initial condition.
 The same residual norm, evaluated on the frozen model's prediction, is a label-free
 a-posteriori error indicator (`SpectralRefiner.estimate`).
 
+The optimiser is Adam with a cosine decay of the learning rate to zero over a few hundred
+iterations: the error keeps falling long after the residual levels off, and a constant rate
+leaves Adam oscillating (docs/spectral.md has the measurements).
+
 Per-sample layers are optimised together in one batch (each sample owns its widened
 layer; Adam is elementwise, so this is the same as refining them one by one).
 """
