@@ -337,6 +337,8 @@ def add_arguments(ap) -> None:
     ap.add_argument("--dim", type=int, default=2, choices=(2, 3))
     ap.add_argument("--particles-per-cell", type=int, default=SceneSpec().particles_per_cell)
     ap.add_argument("--width", type=int, default=FitConfig().width, help="hidden width of the networks")
+    ap.add_argument("--lr", type=float, default=None,
+                    help="peak learning rate (default: 1e-2 for networks, 0.1 for the analytic parameters)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest on a shared 2-core CPU)")
 
@@ -347,4 +349,4 @@ def config_from_args(args) -> ExperimentConfig:
     spec = SceneSpec(dim=args.dim, grid=args.grid, steps=args.steps, particles_per_cell=args.particles_per_cell)
     return ExperimentConfig(out=Path(args.out), materials=tuple(args.materials), variants=tuple(args.variants),
                             cases=tuple(args.cases), spec=spec, epochs=args.epochs, threads=args.threads,
-                            fit=FitConfig(width=args.width, seed=args.seed))
+                            fit=FitConfig(width=args.width, seed=args.seed, lr=args.lr))
