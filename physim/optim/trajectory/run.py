@@ -43,7 +43,7 @@ class TrajoptConfig:
     """Optimise the actions of a task (a chain task or a physim gym env) and save a run folder."""
 
     task: Annotated[str, tyro.conf.Positional, tyro.conf.arg(metavar="TASK")]
-    """Task id or short name: physim/ChainSwingUp-v0, physim/Pouring-v0 or Pouring, ... (`physim envs` lists the fluid tasks)."""
+    """Task id or short name: physim/ChainSwingUp-v0, physim/Pouring-v0 or Pouring, ... (`physim envs` lists them)."""
     method: str = "hybrid"
     """gradient, cem, cmaes, hybrid, cbo or zo."""
     budget: float = 200
@@ -119,8 +119,8 @@ def build_method_config(method: str, *, lr: float | None = None, knots: int | No
 def _command(cfg: TrajoptConfig, grad_cost: float | None) -> str:
     parts = ["physim", "trajopt", cfg.task, "--method", cfg.method, "--budget", f"{cfg.budget:g}",
              "--seed", str(cfg.seed), "--out", str(cfg.out)]
-    for flag, value in (("--steps", cfg.steps), ("--quality", cfg.quality), ("--grad-cost", grad_cost), ("--lr", cfg.lr),
-                        ("--population", cfg.population)):
+    for flag, value in (("--steps", cfg.steps), ("--quality", cfg.quality), ("--grad-cost", grad_cost),
+                        ("--lr", cfg.lr), ("--population", cfg.population)):
         if value is not None:
             parts += [flag, repr(value) if isinstance(value, float) else str(value)]
     parts += ["--knots", "None" if cfg.knots is None else str(cfg.knots)]

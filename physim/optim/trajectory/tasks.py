@@ -241,9 +241,9 @@ def replay_export(path) -> tuple[float, torch.Tensor]:
         FileFormatError: A malformed file, or metadata without the task.
         ConfigError: A task that cannot be rebuilt or that has no ``actions_from_tool``.
     """
-    from physim.io.robots import FileFormatError
     from physim.io import load_trajectory
     from physim.io.export import knots_from_export
+    from physim.io.robots import FileFormatError
 
     traj = load_trajectory(path)
     meta = traj.metadata
