@@ -82,7 +82,8 @@ def test_bad_options_are_rejected_before_any_simulation(capsys):
             MPMDatasetConfig(**kw)
         assert info.value.field == field and "\n" not in str(info.value)
     assert physim_main(["data", "mpm", "--preset", "huge", "--out", "unused"]) == 2
-    assert "preset='huge'" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "preset='huge'" in err and err.count("\n") == 1
 
 
 def test_gen_mpm_dataset_script_is_the_cli_command():
