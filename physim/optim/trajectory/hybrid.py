@@ -157,8 +157,9 @@ def run_hybrid(ev: Evaluator, init: torch.Tensor, cfg: HybridConfig, seed: int, 
     def end_phase(kind: str, start: float, rate: _Rate, reason: str) -> None:
         if rate.last is not None or reason == "uninformative gradient":
             rates[kind] = rate.last if rate.last is not None else 0.0
+        shown = rates[kind] if rates[kind] is not None and math.isfinite(rates[kind]) else None
         phases.append({"phase": kind, "start_cost": start, "end_cost": ev.cost_used, "best_loss": ev.best_loss,
-                       "rate": rates[kind], "reason": reason})
+                       "rate": shown, "reason": reason})
 
     def descend(x: torch.Tensor, probe: bool) -> None:
         start = ev.cost_used
