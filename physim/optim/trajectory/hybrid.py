@@ -17,9 +17,15 @@ budget, at least `min_window_calls` calls of the phase's own kind); its *rate*.
      unchanged horizon did not move after a step (a flat loss: the actions do not act on
      it yet);
    - when it **stalls**: its rate over the last window fell below `stall_ratio` times
-     the best rate this phase has shown, or below the rate the last sampling phase
-     achieved. Progress is only measured on true-loss calls (full horizon, no
-     annealing), so a probe that is still expanding its horizon is never cut short.
+     the best rate this phase has shown (measured on true-loss calls: full horizon, no
+     annealing);
+   - when it is **slower than sampling**: below the rate the last sampling phase
+     achieved;
+   - while the horizon is still truncated (FluidLab's schedule would hold it there for
+     60 % of the budget), when it is so **slow** that at its pace the whole budget would
+     lower the loss by less than `slow_gain` (then sampling is measured). The pace of a
+     truncated probe is read from consecutive calls over the same horizon, accumulated
+     over the phase, from 3 such pairs on.
 2. **Sample** (CMA-ES or CEM on the coarse knot parameterisation) around the best point,
    with the population doubled at each later sampling phase (IPOP). It ends when its
    rate over the last window falls below the gradient's last measured rate, or below
@@ -58,6 +64,13 @@ from physim.optim.trajectory.gradient import GradientConfig, GradientStep, gradi
 __all__ = ["HybridConfig", "run_hybrid"]
 
 
+def _probe_defaults() -> GradientConfig:
+    # `gradient`'s expanding horizon (what makes its first calls cheap), but no annealing:
+    # an annealed surrogate changes with every call, so its progress cannot be measured,
+    # and non-smooth losses are what the sampling phases are for.
+    return GradientConfig(anneal_until=0.0)
+
+
 def _refine_defaults() -> GradientConfig:
     # A sample fixes the whole motion: refine the full-horizon true loss directly.
     return GradientConfig(horizon_start=None, anneal_until=0.0)
@@ -73,7 +86,7 @@ class HybridConfig:
     """Settings of the sampler when it is CMA-ES."""
     cem: CEMConfig = field(default_factory=CEMConfig)
     """Settings of the sampler when it is CEM."""
-    gradient: GradientConfig = field(default_factory=GradientConfig)
+    gradient: GradientConfig = field(default_factory=_probe_defaults)
     """Settings of the first gradient phase (the probe; its schedules follow the whole budget, as in `gradient`)."""
     refine: GradientConfig = field(default_factory=_refine_defaults)
     """Settings of the gradient phases after a sampling phase."""
@@ -85,6 +98,9 @@ class HybridConfig:
     """The window spans at least this many full-horizon gradient calls (gradient) or one generation (sampling)."""
     stall_ratio: float = 0.1
     """A phase stalls when its rate falls below this fraction of the best rate it has shown."""
+    slow_gain: float = 4.0
+    """A probe over a truncated horizon ends (to measure sampling) when, at its pace, the whole budget would
+    lower the loss by less than this factor."""
     max_sample_fraction: float = 0.5
     """Most of the remaining budget one sampling phase may use (unless no gradient call fits any more)."""
     restart_sigma: float = 1.0
@@ -96,6 +112,7 @@ class HybridConfig:
         check_range("window", self.window, 0.0, 1.0)
         check_int("min_window_calls", self.min_window_calls, 1)
         check_range("stall_ratio", self.stall_ratio, 0.0, 1.0)
+        check_range("slow_gain", self.slow_gain, 1.0)
         check_range("max_sample_fraction", self.max_sample_fraction, 0.0, 1.0, low_inclusive=False)
         check_range("restart_sigma", self.restart_sigma, 0.0, low_inclusive=False)
 
@@ -166,17 +183,27 @@ def run_hybrid(ev: Evaluator, init: torch.Tensor, cfg: HybridConfig, seed: int, 
         ev.phase = "gradient"
         window = max(cfg.window * ev.budget, cfg.min_window_calls * ev.cost("gradient"))
         rate = _Rate(ev, window)
-        state = {"reason": "budget", "last": None}
+        state = {"reason": "budget", "last": None, "pairs": 0, "pair_log": 0.0, "pair_cost": 0.0}
 
         def monitor(step: GradientStep) -> bool:
             key = (step.horizon, step.anneal)
-            flat = state["last"] is not None and state["last"][0] == key and state["last"][1] == step.value
+            prev = state["last"]
+            flat = prev is not None and prev[0] == key and prev[1] == step.value
             state["last"] = (key, step.value)
             if not bool(step.grad.any()) or flat:
                 state["reason"] = "uninformative gradient"
                 return True
             if step.horizon is not None or step.anneal:
-                state["surrogate"] = True  # no true loss measured: never a stall
+                # A surrogate call: the true loss is not measured, so the pace is read from
+                # consecutive calls of the same surrogate (the progress per unit of budget,
+                # accumulated over the phase), and there is no stall test.
+                state["surrogate"] = True
+                if prev is not None and prev[0] == key and prev[1] > 0 and step.value > 0:
+                    state["pairs"] += 1
+                    state["pair_log"] += math.log(prev[1] / step.value)
+                    state["pair_cost"] += ev.cost("gradient", step.horizon)
+                if state["pairs"] >= 3:
+                    return slower(state["pair_log"] / state["pair_cost"], absolute=True)
                 return False
             if state.pop("surrogate", False):
                 # The first true call after surrogate ones: progress is measured from here
@@ -189,8 +216,17 @@ def run_hybrid(ev: Evaluator, init: torch.Tensor, cfg: HybridConfig, seed: int, 
             if r <= cfg.stall_ratio * rate.peak:
                 state["reason"] = "stalled"
                 return True
-            if rates["sample"] is not None and r < rates["sample"]:
-                state["reason"] = "slower than sampling"
+            return slower(r, absolute=False)
+
+        def slower(r: float, absolute: bool) -> bool:
+            if rates["sample"] is not None:
+                if r < rates["sample"]:
+                    state["reason"] = "slower than sampling"
+                    return True
+            elif absolute and r * ev.budget < math.log(cfg.slow_gain):
+                # Sampling has not been measured yet and at this pace the whole budget would
+                # not lower the loss by `slow_gain`: measure sampling.
+                state["reason"] = "slow"
                 return True
             return False
 
