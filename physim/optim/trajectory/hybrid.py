@@ -9,10 +9,12 @@ of a phase is the fall of the best true loss per unit of budget,
 ``ln(best then / best now) / cost``, over a sliding window of cost (`window` of the
 budget, at least `min_window_calls` calls of the phase's own kind); its *rate*.
 
-1. **Gradient probe.** Gradients first (``start="gradient"``), with exactly the schedules
-   of the ``gradient`` method (FluidLab's expanding loss horizon, each truncated call
-   charged H/T, and loss annealing, driven by the whole budget), because that is what
-   makes a gradient cheap. The probe ends
+1. **Gradient probe.** Gradients first (``start="gradient"``), with the ``gradient``
+   method's expanding loss horizon (FluidLab's schedule, driven by the whole budget; each
+   truncated call is charged H/T), because that is what makes a gradient cheap. Unlike
+   ``gradient`` it does not anneal: an annealed surrogate changes with every call, so
+   its progress cannot be measured, and non-smooth losses are what sampling is for. The
+   probe ends
    - at once when the gradient is **uninformative**: exactly zero, or the loss at an
      unchanged horizon did not move after a step (a flat loss: the actions do not act on
      it yet);
@@ -40,8 +42,9 @@ With ``start="sample"`` the run begins at 2 (ThinShellLab's order, its first pha
 capped at `max_sample_fraction` of the budget).
 
 Since the switches compare rates per unit of budget, they work at any budget and any
-gradient cost: on a smooth task whose gradient keeps paying off, `hybrid` is plain
-``gradient`` plus whatever budget is left once a gradient call no longer fits; where the
+gradient cost: on a smooth task whose gradient keeps paying off, `hybrid` makes the
+calls of plain ``gradient`` (without annealing) and samples whatever budget is left once
+a gradient call no longer fits; where the
 gradient is flat or stalls in a basin, the budget goes to sampling.
 ``Result.info["phases"]`` lists each phase with its start and end cost, its best loss,
 the rate it ended with and why it ended.
