@@ -162,23 +162,36 @@ def timed(fn, repeats: int):
     return out, wall, cpu
 
 
-def dcdm_case(train_grid: int, steps: int, sizes: list[int], rtol: float, repeats: int) -> dict:
-    cfg = DCDMTrainConfig(grid=train_grid, steps=steps, channels=16, samples=2000, batch_size=16,
-                          ritz=min(400, train_grid**2 // 2), progress=False)
-    log(f"  (c) training DCDM on {train_grid}² ({steps} steps)")
+def smooth_source(s: int, dim: int, seed: int) -> np.ndarray:
+    """A smooth random source on an s^dim grid: white noise filtered by (4π²|k|² + 49)^(−5/4) (GRF-like)."""
+    if dim == 2:
+        return gaussian_random_field(1, s, rng=seed)[0].ravel()
+    k = np.fft.fftfreq(s, d=1.0 / s)
+    K2 = sum(g**2 for g in np.meshgrid(*([k] * dim), indexing="ij"))
+    noise = np.random.default_rng(seed).standard_normal((s,) * dim)
+    f = np.fft.ifftn(np.fft.fftn(noise) * (4 * math.pi**2 * K2 + 49.0) ** -1.25).real
+    return (f / f.std()).ravel()
+
+
+def dcdm_case(train_grid: int, steps: int, sizes: list[int], rtol: float, repeats: int, dim: int = 2) -> dict:
+    n_train = train_grid**dim
+    cfg = DCDMTrainConfig(grid=train_grid, dim=dim, steps=steps, channels=16, samples=2000 if dim == 2 else 1000,
+                          batch_size=16 if dim == 2 else 8, ritz=min(400, n_train // 2), progress=False)
+    sup = "²" if dim == 2 else "³"
+    log(f"  (c) training DCDM on {train_grid}{sup} ({steps} steps)")
     net, info = train_dcdm(cfg)
     rows = []
     for s in sizes:
-        A = poisson_matrix(s)
-        f = gaussian_random_field(1, s, rng=100 + s)[0].ravel()
-        b = torch.from_numpy(f)
-        log(f"  (c) {s}²: DCDM, CG, PCG-IC(0), PCG-AMG")
-        entry = {"grid": s, "unknowns": s * s}
-        res, sec, cpu = timed(lambda A=A, b=b, s=s: dcdm_solve(A, b, net, grid_shape=(s, s), rtol=rtol,
+        A = poisson_matrix(s, dim=dim)
+        b = torch.from_numpy(smooth_source(s, dim, 100 + s))
+        n = s**dim
+        log(f"  (c) {s}{sup}: DCDM, CG, PCG-IC(0), PCG-AMG")
+        entry = {"grid": s, "unknowns": n}
+        res, sec, cpu = timed(lambda A=A, b=b, s=s: dcdm_solve(A, b, net, grid_shape=(s,) * dim, rtol=rtol,
                                                                maxiter=2000), repeats)
         entry["dcdm"] = {"iterations": int(res.iterations), "seconds": sec, "cpu_seconds": cpu,
                          "converged": bool(res.converged)}
-        res, sec, cpu = timed(lambda A=A, b=b, s=s: cg(A, b, rtol=rtol, maxiter=20 * s * s), repeats)
+        res, sec, cpu = timed(lambda A=A, b=b, n=n: cg(A, b, rtol=rtol, maxiter=20 * n), repeats)
         entry["cg"] = {"iterations": int(res.iterations), "seconds": sec, "cpu_seconds": cpu,
                        "converged": bool(res.converged)}
         for name, build in (("pcg_ic0", ichol), ("pcg_amg", amg)):
@@ -187,7 +200,7 @@ def dcdm_case(train_grid: int, steps: int, sizes: list[int], rtol: float, repeat
             entry[name] = {"iterations": int(res.iterations), "seconds": sec, "cpu_seconds": cpu,
                            "setup_seconds": setup, "setup_cpu_seconds": setup_cpu, "converged": bool(res.converged)}
         rows.append(entry)
-    return {"train_grid": train_grid, "train_steps": steps, "train_seconds": info["train_seconds"],
+    return {"dim": dim, "train_grid": train_grid, "train_steps": steps, "train_seconds": info["train_seconds"],
             "data_seconds": info["data_seconds"], "final_loss": float(np.mean(info["loss"][-20:])),
             "rtol": rtol, "rows": rows}
 
@@ -274,11 +287,14 @@ def report(results: dict, argv: list[str]) -> str:
                         float(np.mean(b["tsallis_inf"]))))
         out.append(line(f"Tsallis-INF-CB, context κ(t) (mean of {len(b['tsallis_inf_cb'])} seeds: "
                         f"{b['tsallis_inf_cb']})", float(np.mean(b["tsallis_inf_cb"]))))
-    d = results["dcdm"]
-    if d:
-        out += ["", f"(c) DCDM (trained on {d['train_grid']}², {d['train_steps']} steps, {d['train_seconds']:.0f} s; "
-                f"final loss {d['final_loss']:.4f}) vs CG / PCG to rtol {d['rtol']:g}; times are CPU seconds "
-                "(wall in parentheses), preconditioner set-up CPU time listed apart", "",
+    for key in ("dcdm", "dcdm3d"):
+        d = results[key]
+        if not d:
+            continue
+        sup = "²" if d["dim"] == 2 else "³"
+        out += ["", f"(c) DCDM {d['dim']}-D (trained on {d['train_grid']}{sup}, {d['train_steps']} steps, "
+                f"{d['train_seconds']:.0f} s; final loss {d['final_loss']:.4f}) vs CG / PCG to rtol {d['rtol']:g}; "
+                "times are CPU seconds (wall in parentheses), preconditioner set-up CPU time listed apart", "",
                 "| grid | DCDM its | DCDM [s] | CG its | CG [s] | PCG-IC(0) its | PCG-IC(0) [s] (+set-up) "
                 "| PCG-AMG its | PCG-AMG [s] (+set-up) | DCDM its / CG its | DCDM time / CG time |",
                 "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -288,7 +304,7 @@ def report(results: dict, argv: list[str]) -> str:
             def t(e):
                 return f"{e['cpu_seconds']:.2f} ({e['seconds']:.2f})"
 
-            out.append(f"| {r['grid']}² | {dc['iterations']} | {t(dc)} | {c['iterations']} | {t(c)} | "
+            out.append(f"| {r['grid']}{sup} | {dc['iterations']} | {t(dc)} | {c['iterations']} | {t(c)} | "
                        f"{ic['iterations']} | {t(ic)} (+{ic['setup_cpu_seconds']:.2f}) | "
                        f"{am['iterations']} | {t(am)} (+{am['setup_cpu_seconds']:.2f}) | "
                        f"{dc['iterations'] / c['iterations']:.3f} | {dc['cpu_seconds'] / c['cpu_seconds']:.2f} |")
@@ -313,20 +329,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=2, help="timed repeats per solve (fastest kept)")
     p.add_argument("--skr-repeats", type=int, default=1, help="repeats of each SKR sequence (they are long)")
     p.add_argument("--out", type=Path, default=Path("out/bench_solvers"))
-    p.add_argument("--parts", default="abcd", help="which parts to run: any of a, b, c, d")
+    p.add_argument("--parts", default="abcd",
+                   help="which parts to run: any of a, b, c, d, e (e: DCDM in 3-D, not run by default)")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     results: dict = {"cpu_threads": len(__import__("os").sched_getaffinity(0)), "repeats": args.repeats,
                      "skr_repeats": args.skr_repeats,
-                     "skr": [], "bandit": None, "dcdm": None, "batched": []}
+                     "skr": [], "bandit": None, "dcdm": None, "dcdm3d": None, "batched": []}
     if args.quick:
         skr_cases = [("darcy", 24, 12, 1e-8), ("poisson", 24, 12, 1e-8)]
         heat = (16, 60)
         dc = (16, 60, [32, 64])
+        dc3 = (8, 30, [8, 12])
     else:
         skr_cases = [("darcy", 64, 100, 1e-8), ("darcy", 100, 100, 1e-8), ("poisson", 64, 100, 1e-8)]
         heat = (32, 300)
         dc = (32, 300, [64, 128, 256])
+        dc3 = (16, 200, [16, 24, 32])
     t0 = time.perf_counter()
     with threadpool_limits(limits=1):
         if "a" in args.parts:
@@ -336,6 +355,8 @@ def main(argv: list[str] | None = None) -> int:
             results["bandit"] = bandit_case(*heat, rtol=1e-8, seeds=3)
         if "c" in args.parts:
             results["dcdm"] = dcdm_case(dc[0], dc[1], dc[2], rtol=1e-6, repeats=args.repeats)
+        if "e" in args.parts:
+            results["dcdm3d"] = dcdm_case(dc3[0], dc3[1], dc3[2], rtol=1e-6, repeats=args.repeats, dim=3)
         if "d" in args.parts:
             results["batched"] = batched_case(args.repeats, args.quick)
     results["total_seconds"] = time.perf_counter() - t0
