@@ -1,25 +1,33 @@
-"""Benchmark of physim.solvers: SKR recycling, bandit-tuned SOR, DCDM — ratios measured in one run.
+"""Benchmark of physim.solvers: SKR recycling, bandit-tuned SOR, DCDM, batching — ratios measured in one run.
 
-    .venv/bin/python scripts/bench_solvers.py                 # the documented run (~20-30 min on 2 busy cores)
+    .venv/bin/python scripts/bench_solvers.py                 # the documented run: parts a, b, c, d
+    .venv/bin/python scripts/bench_solvers.py --parts a       # one part (a process per part runs them in parallel)
+    .venv/bin/python scripts/bench_solvers.py --parts e       # DCDM in 3-D (not in the default run)
     .venv/bin/python scripts/bench_solvers.py --quick         # a 1-minute smoke run with tiny sizes
 
 (a) SKR vs independent GMRES: sequences of Darcy-flow (log-normal permeability) and Poisson
     (GRF sources, one matrix) systems; scipy's GMRES(40) from scratch per system (baseline),
-    physim's GCRO-DR(40, 20) without carrying the subspace, and SKR = sorted (FFT + PCA features,
-    greedy nearest neighbour) + GCRO-DR carrying the recycled subspace. Total wall time, total
-    products with A, speedup vs the baseline; every solve checked against rtol on its true residual.
+    physim's GCRO-DR(40, 20) without carrying the subspace, GCRO-DR carrying it in the given order,
+    scipy's GCROT(40, 20) with a carried CU list in the sorted order, and SKR = sorted (FFT + PCA
+    features, greedy nearest neighbour) + GCRO-DR carrying the recycled subspace. Total CPU and wall
+    time, total products with A, speedups vs the baseline; every solve checked against rtol on its
+    true residual.
 (b) Learning to Relax: SOR on a 2-D heat-equation sequence (Crank–Nicolson, diffusivity
     varying in time as in the paper's h2d experiment). Every system is solved with every ω of the
     grid once (the table the comparators need); the bandits then pick ω online with iteration
     counts as feedback. Total iterations of: default ω = 1 (Gauss–Seidel), best fixed ω in
     hindsight, instance-optimal ω, Tsallis-INF and the contextual Tsallis-INF-CB (3 seeds each).
 (c) DCDM vs CG / PCG: a DCDM network trained (in this run) on the 32² Poisson matrix, then
-    iterations and wall time to ‖r‖ ≤ 1e-6 ‖b‖ at 64², 128², 256² (all larger than the training
+    iterations and time to ‖r‖ ≤ 1e-6 ‖b‖ at 64², 128², 256² (all larger than the training
     grid), against CG, PCG with IC(0) and PCG with smoothed-aggregation AMG (set-up time listed apart).
+    (e) is the same in 3-D: trained on 16³, solved at 16³, 24³, 32³.
+(d) Batching: one batched call of cg/minres/gmres/bicgstab versus a Python loop over the systems,
+    for many right-hand sides of one sparse matrix and for a batch of small dense matrices.
 
-All timings run single-threaded (torch and BLAS) because the machine is shared; each timed solve is
-repeated `--repeats` times and the fastest run is kept. Results: a Markdown report on stdout and
-JSON in out/bench_solvers/results.json.
+All timings run single-threaded (torch and BLAS). The machine is shared, so every timing is
+reported as CPU time of the solving thread (what other jobs distort least) and as wall time; each
+timed solve is repeated `--repeats` times (SKR sequences `--skr-repeats`) and the fastest run is
+kept. Results: a Markdown report on stdout and JSON in <out>/results.json.
 """
 
 from __future__ import annotations
