@@ -10,7 +10,6 @@ import torch
 
 pytest.importorskip("physim.mpm", reason="NCLaw's training tests need physim.mpm (the MPM engine)")
 
-from physim.mpm import Body, Box, NeuralMaterial, SceneConfig, Simulator
 from physim.operators.nclaw import InvariantElasticLaw, NeuralConstitutiveLaw, NeuralPlasticity, load_material
 from physim.operators.nclaw.data import (
     Trajectory,
@@ -30,6 +29,7 @@ from physim.operators.nclaw.scenes import (
 )
 
 from physim.errors import ConfigError, SimulationDiverged
+from physim.mpm import Body, Box, NeuralMaterial, SceneConfig, Simulator
 from physim.testing import assert_grad_matches_fd
 
 
