@@ -184,7 +184,6 @@ def test_relative_error_is_zero_for_the_truth_and_checks_shapes():
         relative_error(gt, gt)
 
 
-@pytest.mark.slow
 def test_five_epochs_on_a_2k_particle_jelly_lower_the_loss(tmp_path):
     """Verify five epochs of NCLaw (invariant) on a ~2000-particle jelly trajectory lower the rollout loss."""
     spec = SceneSpec(grid=64, particles_per_cell=4, steps=10, substeps=4, dt=5e-4, box=0.35, gap=0.0)
