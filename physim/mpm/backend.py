@@ -9,6 +9,9 @@ returned arrays are new.
 
 from __future__ import annotations
 
+import weakref
+from collections import defaultdict
+
 import numpy as np
 import torch
 
@@ -119,6 +122,8 @@ class WarpBackend:
         d = cfg.dim
         self.no_stress = torch.zeros(1, d, d, device=sim.device, dtype=sim.dtype)
         self._pool: dict = {}
+        self._recycled: defaultdict = defaultdict(list)  # (shape, dtype, grad) -> free taped arrays
+        self._lease: list | None = None
         self._grid_clean = False
         self.flags: torch.Tensor | None = None
         self.grid_op = WarpOp(self._launch_p2g, (T.vec, T.vec, T.mat, T.mat, T.float, T.mat), name="mpm.p2g")
@@ -137,6 +142,39 @@ class WarpBackend:
             self._pool[key] = arr
         return arr
 
+    def _taped(self, shape, dtype, *, grad: bool = True, zero: bool = True):
+        """An array of the taped substeps, recycled once the tape holding it is freed.
+
+        Fresh allocations on every taped substep cost more than the kernels at 64³ (page
+        faults, and torch's multi-threaded zero fill on a busy machine); these arrays never
+        leave the operation, so they come from a free list that is refilled when the tape
+        (hence its backward) is gone. Gradient buffers are zeroed on hand-out, values when
+        `zero` (a kernel accumulates into them).
+        """
+        key = (shape, dtype, grad)
+        free = self._recycled[key]
+        if free:
+            a = free.pop()
+            if zero:
+                a.zero_()
+            if grad:
+                a.grad.zero_()
+        else:
+            a = self.wp.zeros(shape, dtype=dtype, device=self.device, requires_grad=grad)
+        self._lease.append((key, a))
+        return a
+
+    def _open_lease(self, rec: bool) -> None:
+        """Tie this call's recycled arrays to the active tape: they return to the free list with it."""
+        if not rec:
+            self._lease = None
+            return
+        lease: list = []
+        holder = _Lease()
+        weakref.finalize(holder, _release, self._recycled, lease)
+        self.wp._src.context.runtime.tape._physim_lease = holder
+        self._lease = lease
+
     # -------------------------------------------------------------------------------------- launch
     def _launch(self, ctx, x, v, C, F, table, records, friction, tau_ext):
         """`records.shape[0]` substeps: sort by cell, run the fused kernels, unsort."""
@@ -149,20 +187,26 @@ class WarpBackend:
         force = ctx.zeros(max(self.ncol, 1), T.vec3)
         torque = ctx.zeros(max(self.ncol, 1), T.vec3)
         self._shared_grads = None  # grid gradient buffers shared by this call's taped substeps
+        self._open_lease(rec)
         self.flags = torch.zeros(S, 2, dtype=torch.int32, device=self.sim.device)
         flags_all = wp.from_torch(self.flags, dtype=wp.int32)
 
         # cell order (integer permutation: not differentiated), then state and constants in that order
         keys = self._buf("keys", 2 * n, wp.int32)
-        order = self._buf("order", 2 * n, wp.int32, fresh=rec)
+        order = self._taped(2 * n, wp.int32, grad=False, zero=False) if rec else self._buf("order", 2 * n, wp.int32)
         if cfg.sort_particles:
             wp.launch(self.cell_keys, n, inputs=[x, self.res, inv_dx], outputs=[keys, order], device=dev)
             wp.utils.radix_sort_pairs(keys, order, n)
         else:
             order.assign(np.arange(2 * n, dtype=np.int32) % max(n, 1))
-        body, vol = self._buf("body", n, wp.int32, rec), self._buf("vol", n, T.float, rec)
-        rslot = self._buf("rslot", n, wp.int32, rec)
-        ridx = self._buf("ridx", max(self.rigid_particles, 1), wp.int32, rec)
+        if rec:
+            body, vol = self._taped(n, wp.int32, grad=False, zero=False), self._taped(n, T.float, grad=False, zero=False)
+            rslot = self._taped(n, wp.int32, grad=False, zero=False)
+            ridx = self._taped(max(self.rigid_particles, 1), wp.int32, grad=False, zero=False)
+        else:
+            body, vol = self._buf("body", n, wp.int32), self._buf("vol", n, T.float)
+            rslot = self._buf("rslot", n, wp.int32)
+            ridx = self._buf("ridx", max(self.rigid_particles, 1), wp.int32)
         wp.launch(self.gather_static, n, inputs=[order, self.body, self.vol, self.rslot],
                   outputs=[body, vol, rslot, ridx], device=dev)
         cur = self._particles(ctx, rec, "sorted")
@@ -220,9 +264,7 @@ class WarpBackend:
         """
         wp, nodes = self.wp, self.nodes
         if self._shared_grads is None:
-            gg = ctx.zeros(nodes, self.vecg)
-            gv = ctx.zeros(nodes, self.vecv)
-            self._shared_grads = (gg.grad, gv.grad)
+            self._shared_grads = (self._taped(nodes, self.vecg, grad=False), self._taped(nodes, self.vecv, grad=False))
         gg_grad, gv_grad = self._shared_grads
         tape = wp._src.context.runtime.tape
 
@@ -231,32 +273,35 @@ class WarpBackend:
             gv_grad.zero_()
 
         tape.record_func(backward=clear, arrays=[])
-        opts = {"device": self.sim.device, "dtype": self.sim.dtype}
-        d = self.cfg.dim
-        grid = wp.from_torch(torch.zeros(nodes, self.vecg._length_, **opts), dtype=self.vecg, requires_grad=True,
-                             grad=wp.to_torch(gg_grad))
+        grid = self._taped(nodes, self.vecg, grad=False)
+        grid.grad = gg_grad
         # every node's velocity is written by grid_update: no zero fill needed
-        width = self.vecv._length_ if hasattr(self.vecv, "_length_") else d
-        grid_v = wp.from_torch(torch.empty(nodes, width, **opts), dtype=self.vecv, requires_grad=True,
-                               grad=wp.to_torch(gv_grad))
+        grid_v = self._taped(nodes, self.vecv, grad=False, zero=False)
+        grid_v.grad = gv_grad
         return grid, grid_v
 
     def _fresh_particles(self, ctx, rec: bool):
         T, n = self.T, self.n
-        if rec:
-            return ctx.zeros(n, T.vec), ctx.zeros(n, T.vec), ctx.zeros(n, T.mat), ctx.zeros(n, T.mat)
         wp, d = self.wp, self.cfg.dim
         opts = {"device": self.sim.device, "dtype": self.sim.dtype}
-        return (wp.from_torch(torch.empty(n, d, **opts), dtype=T.vec),
-                wp.from_torch(torch.empty(n, d, **opts), dtype=T.vec),
-                wp.from_torch(torch.empty(n, d, d, **opts), dtype=T.mat),
-                wp.from_torch(torch.empty(n, d, d, **opts), dtype=T.mat))
+
+        def out(*shape, dtype):
+            # torch.empty, not ctx.zeros: the scatter writes every entry, and torch's zero fill
+            # runs on several threads, which stalls on a busy machine; Warp zeroes the gradient
+            a = wp.from_torch(torch.empty(shape, **opts), dtype=dtype)
+            if rec:
+                a.grad = wp.from_torch(torch.empty(shape, **opts), dtype=dtype)
+                a.grad.zero_()
+            return a
+
+        return out(n, d, dtype=T.vec), out(n, d, dtype=T.vec), out(n, d, d, dtype=T.mat), out(n, d, d, dtype=T.mat)
 
     def _particles(self, ctx, fresh: bool, tag: str):
         """Particle arrays: fresh ones on the tape, reused buffers otherwise."""
         T, n = self.T, self.n
-        if fresh:
-            return ctx.zeros(n, T.vec), ctx.zeros(n, T.vec), ctx.zeros(n, T.mat), ctx.zeros(n, T.mat)
+        if fresh:  # every entry is written by the kernel that fills them: no zero fill
+            return (self._taped(n, T.vec, zero=False), self._taped(n, T.vec, zero=False),
+                    self._taped(n, T.mat, zero=False), self._taped(n, T.mat, zero=False))
         return (self._buf(tag + "x", n, T.vec), self._buf(tag + "v", n, T.vec), self._buf(tag + "C", n, T.mat),
                 self._buf(tag + "F", n, T.mat))
 
@@ -288,3 +333,13 @@ class WarpBackend:
                                      f"is NaN or inf for {f[s, 0]} particle(s) (is dt too large for the material?)")
         raise SimulationDiverged(substep0 + s + 1, "particle_x",
                                  f"left the domain for {f[s, 1]} particle(s) (faster than the walls can stop them)")
+
+
+class _Lease:
+    """Tied to a tape: when the tape is freed, its recycled arrays return to the free list."""
+
+
+def _release(free: defaultdict, lease: list) -> None:
+    for key, a in lease:
+        free[key].append(a)
+    lease.clear()
