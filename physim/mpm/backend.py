@@ -31,7 +31,7 @@ class WarpBackend:
     def __init__(self, sim):
         wp = init_warp()
         from physim.mpm.rigid_kernels import make_rigid_kernels
-        from physim.mpm.transfer_kernels import BC_SEPARATE, BC_SLIP, BC_STICKY, make_transfer_kernels
+        from physim.mpm.transfer_kernels import BC_SEPARATE, BC_SLIP, BC_STICKY, BLOCK, make_transfer_kernels
 
         self.wp = wp
         self.sim = sim
@@ -48,7 +48,9 @@ class WarpBackend:
         laws = present if cfg.dtype == "float32" else frozenset(range(KIND_NEURAL + 1))
         self.has_rigid = any((b.material.kind & LAW_MASK) == KIND_RIGID for b in sim.bodies)
         has_mesh = any(isinstance(c, MeshCollider) for c in sim.colliders)
-        self.p2g, self.grid_update, self.g2p = make_transfer_kernels(T, laws, has_mesh)
+        K = make_transfer_kernels(T, laws, has_mesh, bool(sim.colliders))
+        self.p2g, self.grid_update, self.g2p, self.mark_blocks = K.p2g, K.grid_update, K.g2p, K.mark_blocks
+        self.stress, self.p2g_stored = K.stress, K.p2g_stored
         self.vecg, self.vecv = T.vecg, T.vec
         from physim.mpm.sort_kernels import make_sort_kernels
 
@@ -61,6 +63,12 @@ class WarpBackend:
         res = cfg.resolution
         self.res = wp.vec3i(res[0], res[1], res[2] if cfg.dim == 3 else 1)
         self.nodes = int(np.prod(res))
+        nb = [-(-r // BLOCK) for r in res] + ([1] if cfg.dim == 2 else [])
+        self.nb = wp.vec3i(*nb)
+        self.blocks = int(np.prod(nb))
+        self.block_nodes = BLOCK**cfg.dim
+        # every block, in order: the list of a GPU launch (which filters inactive blocks on the device)
+        self.all_blocks = wp.array(np.arange(self.blocks, dtype=np.int32), dtype=wp.int32, device=dev)
         self.dx = cfg.spacing
         self.bc = {"sticky": BC_STICKY, "slip": BC_SLIP, "separate": BC_SEPARATE}[cfg.boundary]
         self.gravity = T.vec(*cfg.gravity_vector)
@@ -225,12 +233,27 @@ class WarpBackend:
                 if not self._grid_clean:
                     grid.zero_()
                 grid_v = self._buf("grid_v", nodes, self.vecv)
-            wp.launch(self.p2g, n, inputs=[xs, vs, Cs, Fs, body, vol, self.kinds, table, tau_ext,
-                                           self.res, inv_dx, dt], outputs=[grid], device=dev)
+            # grid blocks touched this substep (integers: off the tape, kept with it for the adjoint)
+            active = self._taped(self.blocks, wp.int32, grad=False) if rec else self._buf("active", self.blocks,
+                                                                                           wp.int32)
+            if not rec:
+                active.zero_()
+            wp.launch(self.mark_blocks, n, inputs=[xs, self.res, self.nb, inv_dx], outputs=[active], device=dev,
+                      record_tape=False)
+            blist, nblk = self._active_list(active, rec)
+            if rec:  # stress stored, so that the scatter's adjoint does not replay the material law
+                tau = self._taped(n, T.mat, zero=False)
+                wp.launch(self.stress, n, inputs=[Cs, Fs, body, self.kinds, table, tau_ext], outputs=[tau], device=dev)
+                wp.launch(self.p2g_stored, n, inputs=[xs, vs, Cs, tau, body, vol, table, self.res, inv_dx, dt],
+                          outputs=[grid], device=dev)
+            else:
+                wp.launch(self.p2g, n, inputs=[xs, vs, Cs, Fs, body, vol, self.kinds, table, tau_ext,
+                                               self.res, inv_dx, dt], outputs=[grid], device=dev)
             # without a tape the grid is cleared by the kernel that reads it last (saves a pass)
-            wp.launch(self.grid_update, nodes,
+            wp.launch(self.grid_update, nblk * self.block_nodes,
                       inputs=[grid, self.res, T.float(self.dx), dt, self.gravity, cfg.bound, self.bc, self.ncol,
-                              self.ctype, self.cparam, self.cmesh, self.csticky, records, s, friction, int(not rec)],
+                              self.ctype, self.cparam, self.cmesh, self.csticky, records, s, friction, int(not rec),
+                              active, blist, self.nb],
                       outputs=[grid_v, force, torque], device=dev)
             self._grid_clean = not rec
             outs = self._particles(ctx, rec, f"g2p{s % 2}")
@@ -243,6 +266,21 @@ class WarpBackend:
         final = self._fresh_particles(ctx, rec)
         wp.launch(self.scatter, n, inputs=[order, *cur], outputs=list(final), device=dev)
         return (*final, force, torque)
+
+    def _active_list(self, active, rec: bool):
+        """(block list, count) for the grid update: the touched blocks on a CPU, every block on a GPU.
+
+        A CPU thread costs the same whether its node is active or not (the adjoint kernel zeroes
+        its locals first), so the CPU compacts the list on the host (a few thousand flags, no
+        copy); a GPU would wait for the host, so it launches every block and filters.
+        """
+        if self.device != "cpu":
+            return self.all_blocks, self.blocks
+        idx = np.flatnonzero(active.numpy())
+        lst = self._taped(self.blocks, self.wp.int32, grad=False, zero=False) if rec else self._buf(
+            "blocks", self.blocks, self.wp.int32)
+        lst.numpy()[: len(idx)] = idx
+        return lst, len(idx)
 
     def _launch_p2g(self, ctx, x, v, C, F, table, tau_ext):
         """Particle-to-grid transfer only: the grid's mass and momentum (with the stress impulse of one dt)."""

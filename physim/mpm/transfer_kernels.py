@@ -17,6 +17,7 @@ floating-point summation order.
 """
 
 import functools
+from types import SimpleNamespace
 
 import warp as wp
 
@@ -30,12 +31,13 @@ from physim.mpm.materials.von_mises_kernels import make_von_mises_funcs
 __all__ = ["BC_SEPARATE", "BC_SLIP", "BC_STICKY", "make_transfer_kernels"]
 
 BC_STICKY, BC_SLIP, BC_SEPARATE = 0, 1, 2
+BLOCK = 4  # nodes per axis of an activity block of the grid
 COLLIDER_PLANE, COLLIDER_BOX, COLLIDER_SPHERE, COLLIDER_CYLINDER, COLLIDER_CAPSULE, COLLIDER_MESH = range(6)
 
 
 @functools.cache
-def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool):
-    """Kernels ``p2g, grid_update, g2p`` of one variant; `laws` lists the material codes compiled in."""
+def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool, has_colliders: bool = True):
+    """Kernels ``p2g, grid_update, g2p, mark_blocks, stress, p2g_stored`` of one variant; `laws` lists the material codes compiled in."""
     dim, float_t, vec, mat, vecg, vec3, quat = T.dim, T.float, T.vec, T.mat, T.vecg, T.vec3, T.quat
     E = make_elastic_funcs(T)
     fl = make_fluid_funcs(T)
@@ -52,6 +54,7 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool):
     LAW_MASK, TORCH_PROJECTION = mb.LAW_MASK, mb.TORCH_PROJECTION
     P0 = mb.COL_P0
     tiny = 1e-12 if T.float == wp.float64 else 1e-7
+    BLOCK_NODES = BLOCK**dim
 
     @wp.func
     def kirchhoff(kind: int, Fp: mat, Cp: mat, table: wp.array2d(dtype=float_t), b: int, text: mat) -> mat:
@@ -130,39 +133,14 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool):
             out[r] = A[r, c] * dx
         return out
 
-    @wp.kernel
-    def p2g(
-        x: wp.array(dtype=vec),
-        v: wp.array(dtype=vec),
-        C: wp.array(dtype=mat),
-        F: wp.array(dtype=mat),
-        body: wp.array(dtype=wp.int32),
-        vol: wp.array(dtype=float_t),
-        kinds: wp.array(dtype=wp.int32),
-        table: wp.array2d(dtype=float_t),
-        tau_ext: wp.array(dtype=mat),
-        res: wp.vec3i,
-        inv_dx: float_t,
-        dt: float_t,
-        # outputs
-        grid: wp.array(dtype=vecg),
-    ):
-        """Scatter mass and APIC momentum with the fused stress (MLS-MPM)."""
-        p = wp.tid()
-        b = body[p]
-        kind = kinds[b] & LAW_MASK
-        Vp = vol[p]
-        m = table[b, 0] * Vp
-        Cp = C[p]
-        text = mat()
-        if wp.static(has_neural):
-            if kind == mb.KIND_NEURAL:
-                text = tau_ext[p]
-        tau = kirchhoff(kind, F[p], Cp, table, b, text)
+    @wp.func
+    def scatter(xp: vec, vp: vec, Cp: mat, m: float_t, Vp: float_t, tau: mat, res: wp.vec3i, inv_dx: float_t,
+                dt: float_t, grid: wp.array(dtype=vecg)):
+        """Mass and APIC momentum of one particle to its 3^d nodes."""
         dx = float_t(1.0) / inv_dx
         A = (-dt * Vp * float_t(4.0) * inv_dx * inv_dx) * tau + m * Cp
-        xs = x[p] * inv_dx
-        mv = m * v[p]
+        xs = xp * inv_dx
+        mv = m * vp
         # node value = w (m v + A (o − f) dx) = w (q + Σ_c o_c a_c), accumulated axis by axis
         a0 = column(A, 0, dx)
         a1 = column(A, 1, dx)
@@ -200,6 +178,100 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool):
                     w = w0[i] * w1[j]
                     val = w * (qi + offs(j) * a1)
                     wp.atomic_add(grid, row + j, vecg(val[0], val[1], w * m))
+
+    @wp.kernel
+    def p2g(
+        x: wp.array(dtype=vec),
+        v: wp.array(dtype=vec),
+        C: wp.array(dtype=mat),
+        F: wp.array(dtype=mat),
+        body: wp.array(dtype=wp.int32),
+        vol: wp.array(dtype=float_t),
+        kinds: wp.array(dtype=wp.int32),
+        table: wp.array2d(dtype=float_t),
+        tau_ext: wp.array(dtype=mat),
+        res: wp.vec3i,
+        inv_dx: float_t,
+        dt: float_t,
+        # outputs
+        grid: wp.array(dtype=vecg),
+    ):
+        """Scatter mass and APIC momentum with the fused stress (MLS-MPM)."""
+        p = wp.tid()
+        b = body[p]
+        kind = kinds[b] & LAW_MASK
+        Vp = vol[p]
+        Cp = C[p]
+        text = mat()
+        if wp.static(has_neural):
+            if kind == mb.KIND_NEURAL:
+                text = tau_ext[p]
+        tau = kirchhoff(kind, F[p], Cp, table, b, text)
+        scatter(x[p], v[p], Cp, table[b, 0] * Vp, Vp, tau, res, inv_dx, dt, grid)
+
+    @wp.kernel
+    def stress(
+        C: wp.array(dtype=mat),
+        F: wp.array(dtype=mat),
+        body: wp.array(dtype=wp.int32),
+        kinds: wp.array(dtype=wp.int32),
+        table: wp.array2d(dtype=float_t),
+        tau_ext: wp.array(dtype=mat),
+        # outputs
+        tau: wp.array(dtype=mat),
+    ):
+        """Kirchhoff stress of each particle (the taped substep stores it: the scatter's adjoint then
+        does not replay the material, whose adjoint runs once, in this kernel's)."""
+        p = wp.tid()
+        b = body[p]
+        kind = kinds[b] & LAW_MASK
+        text = mat()
+        if wp.static(has_neural):
+            if kind == mb.KIND_NEURAL:
+                text = tau_ext[p]
+        tau[p] = kirchhoff(kind, F[p], C[p], table, b, text)
+
+    @wp.kernel
+    def p2g_stored(
+        x: wp.array(dtype=vec),
+        v: wp.array(dtype=vec),
+        C: wp.array(dtype=mat),
+        tau: wp.array(dtype=mat),
+        body: wp.array(dtype=wp.int32),
+        vol: wp.array(dtype=float_t),
+        table: wp.array2d(dtype=float_t),
+        res: wp.vec3i,
+        inv_dx: float_t,
+        dt: float_t,
+        # outputs
+        grid: wp.array(dtype=vecg),
+    ):
+        """`p2g` with the stress read from `stress`'s output."""
+        p = wp.tid()
+        Vp = vol[p]
+        scatter(x[p], v[p], C[p], table[body[p], 0] * Vp, Vp, tau[p], res, inv_dx, dt, grid)
+
+    @wp.kernel
+    def mark_blocks(x: wp.array(dtype=vec), res: wp.vec3i, nb: wp.vec3i, inv_dx: float_t,
+                    active: wp.array(dtype=wp.int32)):
+        """Flag the grid blocks (BLOCK^d nodes) that a particle's stencil touches this substep."""
+        p = wp.tid()
+        xs = x[p] * inv_dx
+        lo = wp.vec3i()
+        hi = wp.vec3i()
+        for d in range(dim):
+            base = cell_base(xs[d], res[d])
+            lo[d] = base / BLOCK
+            hi[d] = (base + 2) / BLOCK
+        if wp.static(dim == 3):
+            for i in range(lo[0], hi[0] + 1):
+                for j in range(lo[1], hi[1] + 1):
+                    for k in range(lo[2], hi[2] + 1):
+                        active[(i * nb[1] + j) * nb[2] + k] = 1
+        else:
+            for i in range(lo[0], hi[0] + 1):
+                for j in range(lo[1], hi[1] + 1):
+                    active[i * nb[1] + j] = 1
 
     # ---------------------------------------------------------------------------------- colliders
     @wp.func
@@ -300,13 +372,34 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool):
         s: int,
         friction: wp.array(dtype=float_t),
         clear: int,
+        active: wp.array(dtype=wp.int32),
+        blocks: wp.array(dtype=wp.int32),
+        nb: wp.vec3i,
         # outputs
         grid_v: wp.array(dtype=vec),
         force: wp.array(dtype=vec3),
         torque: wp.array(dtype=vec3),
     ):
         """Grid velocities, colliders with Coulomb friction (reaction force and torque), domain walls."""
-        node = wp.tid()
+        # one thread per node of the listed blocks; nodes of blocks no particle touches hold no
+        # mass and are read by no particle, so they are never visited (the list may hold every
+        # block, then `active` filters)
+        t = wp.tid()
+        blk = blocks[t / BLOCK_NODES]
+        if active[blk] == 0:
+            return
+        loc = t % BLOCK_NODES
+        I = wp.vec3i()
+        if wp.static(dim == 3):
+            I = wp.vec3i((blk / (nb[1] * nb[2])) * BLOCK + loc / (BLOCK * BLOCK),
+                         ((blk / nb[2]) % nb[1]) * BLOCK + (loc / BLOCK) % BLOCK, (blk % nb[2]) * BLOCK + loc % BLOCK)
+            if I[0] >= res[0] or I[1] >= res[1] or I[2] >= res[2]:
+                return
+        else:
+            I = wp.vec3i((blk / nb[1]) * BLOCK + loc / BLOCK, (blk % nb[1]) * BLOCK + loc % BLOCK, 0)
+            if I[0] >= res[0] or I[1] >= res[1]:
+                return
+        node = (I[0] * res[1] + I[1]) * res[2] + I[2]
         g = grid[node]
         if clear != 0:
             grid[node] = vecg()
@@ -316,42 +409,38 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool):
             for d in range(dim):
                 v[d] = g[d] / m
             v = v + dt * gravity
-            # node coordinates
-            I = wp.vec3i()
-            if wp.static(dim == 3):
-                I = wp.vec3i(node / (res[1] * res[2]), (node / res[2]) % res[1], node % res[2])
-            else:
-                I = wp.vec3i(node / res[1], node % res[1], 0)
             pos = vec3(float_t(I[0]) * dx, float_t(I[1]) * dx, float_t(I[2]) * dx)
-            # the most-penetrated collider acts (an index: found without gradients, then applied with them)
-            best = deepest(pos, ncol, ctype, cparam, cmesh, cstate, s)
-            if best >= 0:
-                c = best
-                cp = vec3(cstate[s, c, 0], cstate[s, c, 1], cstate[s, c, 2])
-                cq = quat(cstate[s, c, 3], cstate[s, c, 4], cstate[s, c, 5], cstate[s, c, 6])
-                cv = vec3(cstate[s, c, 7], cstate[s, c, 8], cstate[s, c, 9])
-                cw = vec3(cstate[s, c, 10], cstate[s, c, 11], cstate[s, c, 12])
-                r = pos - cp
-                n = wp.quat_rotate(cq, normal_local(ctype[c], wp.quat_rotate_inv(cq, r), cparam[c], cmesh[c],
-                                                    float_t(0.5) * dx))
-                vc = from3(cv + wp.cross(cw, r))
-                nn = from3(n)
-                vr = v - vc
-                vn = wp.dot(vr, nn)
-                v_new = v
-                if csticky[c] != 0:
-                    v_new = vc
-                elif vn < float_t(0.0):
-                    vt = vr - vn * nn
-                    lt = wp.length(vt)
-                    fac = float_t(0.0)
-                    if lt > float_t(tiny):
-                        fac = wp.max(float_t(0.0), float_t(1.0) + friction[c] * vn / lt)
-                    v_new = vc + fac * vt
-                f = to3((m / dt) * (v - v_new))
-                wp.atomic_add(force, c, f)
-                wp.atomic_add(torque, c, wp.cross(r, f))
-                v = v_new
+            # compiled out of scenes without colliders: its adjoint's locals cost every node
+            if wp.static(has_colliders):
+                # the most-penetrated collider acts (an index: found without gradients, then applied with them)
+                best = deepest(pos, ncol, ctype, cparam, cmesh, cstate, s)
+                if best >= 0:
+                    c = best
+                    cp = vec3(cstate[s, c, 0], cstate[s, c, 1], cstate[s, c, 2])
+                    cq = quat(cstate[s, c, 3], cstate[s, c, 4], cstate[s, c, 5], cstate[s, c, 6])
+                    cv = vec3(cstate[s, c, 7], cstate[s, c, 8], cstate[s, c, 9])
+                    cw = vec3(cstate[s, c, 10], cstate[s, c, 11], cstate[s, c, 12])
+                    r = pos - cp
+                    n = wp.quat_rotate(cq, normal_local(ctype[c], wp.quat_rotate_inv(cq, r), cparam[c], cmesh[c],
+                                                        float_t(0.5) * dx))
+                    vc = from3(cv + wp.cross(cw, r))
+                    nn = from3(n)
+                    vr = v - vc
+                    vn = wp.dot(vr, nn)
+                    v_new = v
+                    if csticky[c] != 0:
+                        v_new = vc
+                    elif vn < float_t(0.0):
+                        vt = vr - vn * nn
+                        lt = wp.length(vt)
+                        fac = float_t(0.0)
+                        if lt > float_t(tiny):
+                            fac = wp.max(float_t(0.0), float_t(1.0) + friction[c] * vn / lt)
+                        v_new = vc + fac * vt
+                    f = to3((m / dt) * (v - v_new))
+                    wp.atomic_add(force, c, f)
+                    wp.atomic_add(torque, c, wp.cross(r, f))
+                    v = v_new
             # domain walls
             for ax in range(dim):
                 lo = I[ax] < bound
@@ -459,4 +548,5 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool):
                 if xg[d] < float_t(0.5) or xg[d] > float_t(res[d]) - float_t(1.5):
                     wp.atomic_add(flags, 1, 1)
 
-    return p2g, grid_update, g2p
+    return SimpleNamespace(p2g=p2g, grid_update=grid_update, g2p=g2p, mark_blocks=mark_blocks, stress=stress,
+                           p2g_stored=p2g_stored)
