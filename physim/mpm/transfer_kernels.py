@@ -37,7 +37,10 @@ COLLIDER_PLANE, COLLIDER_BOX, COLLIDER_SPHERE, COLLIDER_CYLINDER, COLLIDER_CAPSU
 
 @functools.cache
 def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool, has_colliders: bool = True):
-    """Kernels ``p2g, grid_update, g2p, mark_blocks, stress, p2g_stored`` of one variant; `laws` lists the material codes compiled in."""
+    """Kernels of one variant (p2g, grid_update, g2p, mark_blocks, stress, p2g_stored and its adjoint).
+
+    `laws` lists the material codes compiled in; without colliders their code is left out.
+    """
     dim, float_t, vec, mat, vecg, vec3, quat = T.dim, T.float, T.vec, T.mat, T.vecg, T.vec3, T.quat
     E = make_elastic_funcs(T)
     fl = make_fluid_funcs(T)
@@ -251,27 +254,130 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool, has_c
         Vp = vol[p]
         scatter(x[p], v[p], C[p], table[body[p], 0] * Vp, Vp, tau[p], res, inv_dx, dt, grid)
 
+    @wp.func
+    def dweights(f: float_t) -> vec3:
+        """Derivatives of `weights` with respect to f."""
+        return vec3(f - float_t(1.5), float_t(2.0) * (float_t(1.0) - f), f - float_t(0.5))
+
+    @wp.kernel
+    def p2g_stored_adjoint(
+        x: wp.array(dtype=vec),
+        v: wp.array(dtype=vec),
+        C: wp.array(dtype=mat),
+        tau: wp.array(dtype=mat),
+        body: wp.array(dtype=wp.int32),
+        vol: wp.array(dtype=float_t),
+        table: wp.array2d(dtype=float_t),
+        res: wp.vec3i,
+        inv_dx: float_t,
+        dt: float_t,
+        grid_grad: wp.array(dtype=vecg),
+        table_needs_grad: int,
+        # outputs (accumulated)
+        x_grad: wp.array(dtype=vec),
+        v_grad: wp.array(dtype=vec),
+        C_grad: wp.array(dtype=mat),
+        tau_grad: wp.array(dtype=mat),
+        table_grad: wp.array2d(dtype=float_t),
+    ):
+        """Hand-written adjoint of `p2g_stored` (a gather: no atomics on the grid, no replay).
+
+        With node values P_o = w_o (m v + A (x_o − x_p)), M_o = w_o m, A = k τ + m C,
+        k = −4 Δt V_p/Δx², and incoming gradients (G_o, g_o): S = Σ w_o G_o,
+        Q = Σ w_o G_o (x_o − x_p)ᵀ; then ∂v = m S, ∂A = Q, ∂τ = k Q, ∂C = m Q,
+        ∂m = S·v + Σ w_o g_o + Q:C, and ∂x_p = Σ ∇w_o (G_o·P_o/w_o + g_o m) − Aᵀ S.
+        """
+        p = wp.tid()
+        b = body[p]
+        Vp = vol[p]
+        m = table[b, 0] * Vp
+        vp = v[p]
+        Cp = C[p]
+        tp = tau[p]
+        dx = float_t(1.0) / inv_dx
+        k = -dt * Vp * float_t(4.0) * inv_dx * inv_dx
+        A = k * tp + m * Cp
+        xs = x[p] * inv_dx
+        mv = m * vp
+        S = vec()
+        Q = mat()
+        sm = float_t(0.0)
+        gf = vec()  # ∂L/∂f through the weights
+        if wp.static(dim == 3):
+            b0 = cell_base(xs[0], res[0])
+            b1 = cell_base(xs[1], res[1])
+            b2 = cell_base(xs[2], res[2])
+            f = vec(xs[0] - float_t(b0), xs[1] - float_t(b1), xs[2] - float_t(b2))
+            w0 = weights(f[0])
+            w1 = weights(f[1])
+            w2 = weights(f[2])
+            d0 = dweights(f[0])
+            d1 = dweights(f[1])
+            d2 = dweights(f[2])
+            for i in range(3):
+                for j in range(3):
+                    row = ((b0 + i) * res[1] + b1 + j) * res[2] + b2
+                    for kk in range(3):
+                        g = grid_grad[row + kk]
+                        G = vec(g[0], g[1], g[2])
+                        r = vec(offs(i) - f[0], offs(j) - f[1], offs(kk) - f[2]) * dx
+                        w = w0[i] * w1[j] * w2[kk]
+                        wG = w * G
+                        S += wG
+                        Q += wp.outer(wG, r)
+                        sm += w * g[3]
+                        # value per unit weight, contracted with the incoming gradient
+                        e = wp.dot(G, mv + A * r) + g[3] * m
+                        gf += e * vec(d0[i] * w1[j] * w2[kk], w0[i] * d1[j] * w2[kk], w0[i] * w1[j] * d2[kk])
+        else:
+            b0 = cell_base(xs[0], res[0])
+            b1 = cell_base(xs[1], res[1])
+            f = vec(xs[0] - float_t(b0), xs[1] - float_t(b1))
+            w0 = weights(f[0])
+            w1 = weights(f[1])
+            d0 = dweights(f[0])
+            d1 = dweights(f[1])
+            for i in range(3):
+                row = (b0 + i) * res[1] + b1
+                for j in range(3):
+                    g = grid_grad[row + j]
+                    G = vec(g[0], g[1])
+                    r = vec(offs(i) - f[0], offs(j) - f[1]) * dx
+                    w = w0[i] * w1[j]
+                    wG = w * G
+                    S += wG
+                    Q += wp.outer(wG, r)
+                    sm += w * g[2]
+                    e = wp.dot(G, mv + A * r) + g[2] * m
+                    gf += e * vec(d0[i] * w1[j], w0[i] * d1[j])
+        # f = x/Δx − base: ∂f/∂x = 1/Δx; the (x_o − x_p) factor adds −Aᵀ S
+        x_grad[p] = x_grad[p] + inv_dx * gf - wp.transpose(A) * S
+        v_grad[p] = v_grad[p] + m * S
+        C_grad[p] = C_grad[p] + m * Q
+        tau_grad[p] = tau_grad[p] + k * Q
+        if table_needs_grad != 0:
+            gm = wp.dot(S, vp) + sm + wp.ddot(Q, Cp)
+            wp.atomic_add(table_grad, b, 0, Vp * gm)
+
     @wp.kernel
     def mark_blocks(x: wp.array(dtype=vec), res: wp.vec3i, nb: wp.vec3i, inv_dx: float_t,
-                    active: wp.array(dtype=wp.int32)):
-        """Flag the grid blocks (BLOCK^d nodes) that a particle's stencil touches this substep."""
+                    marks: wp.array(dtype=wp.int32)):
+        """Flag the grid block (BLOCK^d nodes) holding each particle's stencil base node.
+
+        A stencil (3 nodes per axis) reaches into the next block along an axis at most, so the
+        blocks touched this substep are the flagged ones dilated by one block upwards per axis.
+        """
         p = wp.tid()
         xs = x[p] * inv_dx
-        lo = wp.vec3i()
-        hi = wp.vec3i()
-        for d in range(dim):
-            base = cell_base(xs[d], res[d])
-            lo[d] = base / BLOCK
-            hi[d] = (base + 2) / BLOCK
         if wp.static(dim == 3):
-            for i in range(lo[0], hi[0] + 1):
-                for j in range(lo[1], hi[1] + 1):
-                    for k in range(lo[2], hi[2] + 1):
-                        active[(i * nb[1] + j) * nb[2] + k] = 1
+            i = cell_base(xs[0], res[0]) / BLOCK
+            j = cell_base(xs[1], res[1]) / BLOCK
+            k = cell_base(xs[2], res[2]) / BLOCK
+            marks[(i * nb[1] + j) * nb[2] + k] = 1
         else:
-            for i in range(lo[0], hi[0] + 1):
-                for j in range(lo[1], hi[1] + 1):
-                    active[i * nb[1] + j] = 1
+            i = cell_base(xs[0], res[0]) / BLOCK
+            j = cell_base(xs[1], res[1]) / BLOCK
+            marks[i * nb[1] + j] = 1
 
     # ---------------------------------------------------------------------------------- colliders
     @wp.func
@@ -372,7 +478,6 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool, has_c
         s: int,
         friction: wp.array(dtype=float_t),
         clear: int,
-        active: wp.array(dtype=wp.int32),
         blocks: wp.array(dtype=wp.int32),
         nb: wp.vec3i,
         # outputs
@@ -382,12 +487,9 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool, has_c
     ):
         """Grid velocities, colliders with Coulomb friction (reaction force and torque), domain walls."""
         # one thread per node of the listed blocks; nodes of blocks no particle touches hold no
-        # mass and are read by no particle, so they are never visited (the list may hold every
-        # block, then `active` filters)
+        # mass and are read by no particle, so they need not be visited
         t = wp.tid()
         blk = blocks[t / BLOCK_NODES]
-        if active[blk] == 0:
-            return
         loc = t % BLOCK_NODES
         I = wp.vec3i()
         if wp.static(dim == 3):
@@ -549,4 +651,5 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool, has_c
                     wp.atomic_add(flags, 1, 1)
 
     return SimpleNamespace(p2g=p2g, grid_update=grid_update, g2p=g2p, mark_blocks=mark_blocks, stress=stress,
-                           p2g_stored=p2g_stored)
+                           p2g_stored=p2g_stored,
+                           p2g_stored_adjoint=p2g_stored_adjoint)
