@@ -556,6 +556,72 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool, has_c
                             v[ax] = float_t(0.0)
         grid_v[node] = v
 
+    @wp.func
+    def block_node(t: int, blocks: wp.array(dtype=wp.int32), nb: wp.vec3i, res: wp.vec3i) -> wp.vec3i:
+        """Coordinates of the node visited by thread t of a launch over listed blocks (-1 if past the grid)."""
+        blk = blocks[t / BLOCK_NODES]
+        loc = t % BLOCK_NODES
+        I = wp.vec3i()
+        if wp.static(dim == 3):
+            I = wp.vec3i((blk / (nb[1] * nb[2])) * BLOCK + loc / (BLOCK * BLOCK),
+                         ((blk / nb[2]) % nb[1]) * BLOCK + (loc / BLOCK) % BLOCK, (blk % nb[2]) * BLOCK + loc % BLOCK)
+            if I[0] >= res[0] or I[1] >= res[1] or I[2] >= res[2]:
+                I = wp.vec3i(-1, 0, 0)
+        else:
+            I = wp.vec3i((blk / nb[1]) * BLOCK + loc / BLOCK, (blk % nb[1]) * BLOCK + loc % BLOCK, 0)
+            if I[0] >= res[0] or I[1] >= res[1]:
+                I = wp.vec3i(-1, 0, 0)
+        return I
+
+    @wp.kernel
+    def grid_update_adjoint(
+        grid: wp.array(dtype=vecg),
+        res: wp.vec3i,
+        dt: float_t,
+        gravity: vec,
+        bound: int,
+        bc: int,
+        blocks: wp.array(dtype=wp.int32),
+        nb: wp.vec3i,
+        grid_v_grad: wp.array(dtype=vec),
+        # outputs (accumulated)
+        grid_grad: wp.array(dtype=vecg),
+    ):
+        """Hand-written adjoint of `grid_update` in a scene without colliders.
+
+        v = (m v)/m + Δt g, then the walls zero some components (a 0/1 mask M replayed from the
+        forward values): ∂(m v) = M ∂v / m, ∂m = −(M ∂v)·((m v)/m) / m.
+        """
+        I = block_node(wp.tid(), blocks, nb, res)
+        if I[0] < 0:
+            return
+        node = (I[0] * res[1] + I[1]) * res[2] + I[2]
+        g = grid[node]
+        m = g[dim]
+        if m > float_t(0.0):
+            u = vec()  # (m v)/m
+            for d in range(dim):
+                u[d] = g[d] / m
+            v = u + dt * gravity
+            gv = grid_v_grad[node]
+            for ax in range(dim):
+                lo = I[ax] < bound
+                hi = I[ax] >= res[ax] - bound
+                if lo or hi:
+                    if bc == BC_STICKY:
+                        v = vec()
+                        gv = vec()
+                    else:
+                        into = (lo and v[ax] < float_t(0.0)) or (hi and v[ax] > float_t(0.0))
+                        if bc == BC_SLIP or into:
+                            v[ax] = float_t(0.0)
+                            gv[ax] = float_t(0.0)
+            out = vecg()
+            for d in range(dim):
+                out[d] = gv[d] / m
+            out[dim] = -wp.dot(gv, u) / m
+            grid_grad[node] = grid_grad[node] + out
+
     @wp.kernel
     def g2p(
         x: wp.array(dtype=vec),
@@ -650,6 +716,170 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool, has_c
                 if xg[d] < float_t(0.5) or xg[d] > float_t(res[d]) - float_t(1.5):
                     wp.atomic_add(flags, 1, 1)
 
+    @wp.func
+    def gather(xp: vec, grid_v: wp.array(dtype=vec), res: wp.vec3i, inv_dx: float_t):
+        """APIC gather of one particle: velocity v_p = Σ w v_i and affine field C_p = (4/Δx²) Σ w v_i (x_i − x_p)ᵀ."""
+        xs = xp * inv_dx
+        vp = vec()
+        B = mat()
+        if wp.static(dim == 3):
+            b0 = cell_base(xs[0], res[0])
+            b1 = cell_base(xs[1], res[1])
+            b2 = cell_base(xs[2], res[2])
+            f = vec(xs[0] - float_t(b0), xs[1] - float_t(b1), xs[2] - float_t(b2))
+            w0 = weights(f[0])
+            w1 = weights(f[1])
+            w2 = weights(f[2])
+            for i in range(3):
+                for j in range(3):
+                    row = ((b0 + i) * res[1] + b1 + j) * res[2] + b2
+                    for k in range(3):
+                        wv = (w0[i] * w1[j] * w2[k]) * grid_v[row + k]
+                        vp += wv
+                        B += wp.outer(wv, vec(offs(i) - f[0], offs(j) - f[1], offs(k) - f[2]))
+        else:
+            b0 = cell_base(xs[0], res[0])
+            b1 = cell_base(xs[1], res[1])
+            f = vec(xs[0] - float_t(b0), xs[1] - float_t(b1))
+            w0 = weights(f[0])
+            w1 = weights(f[1])
+            for i in range(3):
+                row = (b0 + i) * res[1] + b1
+                for j in range(3):
+                    wv = (w0[i] * w1[j]) * grid_v[row + j]
+                    vp += wv
+                    B += wp.outer(wv, vec(offs(i) - f[0], offs(j) - f[1]))
+        return vp, (float_t(4.0) * inv_dx) * B
+
+    @wp.kernel
+    def g2p_stored(
+        x: wp.array(dtype=vec),
+        F: wp.array(dtype=mat),
+        grid_v: wp.array(dtype=vec),
+        res: wp.vec3i,
+        inv_dx: float_t,
+        dt: float_t,
+        # outputs
+        x_out: wp.array(dtype=vec),
+        v_out: wp.array(dtype=vec),
+        C_out: wp.array(dtype=mat),
+        F_trial: wp.array(dtype=mat),
+        flags: wp.array(dtype=wp.int32),
+    ):
+        """`g2p` of a taped substep up to the trial F (the projection is `project_trial`)."""
+        p = wp.tid()
+        vp, Cn = gather(x[p], grid_v, res, inv_dx)
+        xn = x[p] + dt * vp
+        x_out[p] = xn
+        v_out[p] = vp
+        C_out[p] = Cn
+        F_trial[p] = (wp.identity(n=dim, dtype=float_t) + dt * Cn) * F[p]
+        if not (wp.isfinite(xn) and wp.isfinite(vp)):
+            wp.atomic_add(flags, 0, 1)
+        else:
+            xg = xn * inv_dx
+            for d in range(dim):
+                if xg[d] < float_t(0.5) or xg[d] > float_t(res[d]) - float_t(1.5):
+                    wp.atomic_add(flags, 1, 1)
+
+    @wp.kernel
+    def project_trial(
+        F_trial: wp.array(dtype=mat),
+        body: wp.array(dtype=wp.int32),
+        kinds: wp.array(dtype=wp.int32),
+        table: wp.array2d(dtype=float_t),
+        # outputs
+        F_out: wp.array(dtype=mat),
+        flags: wp.array(dtype=wp.int32),
+    ):
+        """Plastic projection of the trial F (taped substeps; Warp's adjoint)."""
+        p = wp.tid()
+        Ft = F_trial[p]
+        b = body[p]
+        kind = kinds[b]
+        Fn = Ft
+        if (kind & TORCH_PROJECTION) == 0:
+            Fn = project(kind & LAW_MASK, Ft, table, b)
+        F_out[p] = Fn
+        if not wp.isfinite(Fn):
+            wp.atomic_add(flags, 0, 1)
+
+    @wp.kernel
+    def g2p_stored_adjoint(
+        x: wp.array(dtype=vec),
+        F: wp.array(dtype=mat),
+        grid_v: wp.array(dtype=vec),
+        res: wp.vec3i,
+        inv_dx: float_t,
+        dt: float_t,
+        v_out: wp.array(dtype=vec),
+        C_out: wp.array(dtype=mat),
+        gx_out: wp.array(dtype=vec),
+        gv_out: wp.array(dtype=vec),
+        gC_out: wp.array(dtype=mat),
+        gF_trial: wp.array(dtype=mat),
+        # outputs (accumulated)
+        x_grad: wp.array(dtype=vec),
+        F_grad: wp.array(dtype=mat),
+        grid_v_grad: wp.array(dtype=vec),
+    ):
+        """Hand-written adjoint of `g2p_stored` (reads its stored v_p and C_p: no replay of the gather).
+
+        With r_i = x_i − x_p, B = (Δx²/4) C_p and incoming gradients: ∂F = (I + Δt C)ᵀ ∂F_t,
+        ∂B = (4/Δx²)(∂C + Δt ∂F_t Fᵀ), a = ∂v + Δt ∂x_new; node i receives w_i (a + ∂B r_i), and
+        ∂x_p = ∂x_new − ∂Bᵀ v_p + Σ ∇w_i v_i·(a + ∂B r_i).
+        """
+        p = wp.tid()
+        Cn = C_out[p]
+        vp = v_out[p]
+        gFt = gF_trial[p]
+        gxn = gx_out[p]
+        Fp = F[p]
+        F_grad[p] = F_grad[p] + wp.transpose(wp.identity(n=dim, dtype=float_t) + dt * Cn) * gFt
+        gB = (float_t(4.0) * inv_dx * inv_dx) * (gC_out[p] + dt * gFt * wp.transpose(Fp))
+        a = gv_out[p] + dt * gxn
+        dx = float_t(1.0) / inv_dx
+        xs = x[p] * inv_dx
+        gf = vec()
+        if wp.static(dim == 3):
+            b0 = cell_base(xs[0], res[0])
+            b1 = cell_base(xs[1], res[1])
+            b2 = cell_base(xs[2], res[2])
+            f = vec(xs[0] - float_t(b0), xs[1] - float_t(b1), xs[2] - float_t(b2))
+            w0 = weights(f[0])
+            w1 = weights(f[1])
+            w2 = weights(f[2])
+            d0 = dweights(f[0])
+            d1 = dweights(f[1])
+            d2 = dweights(f[2])
+            for i in range(3):
+                for j in range(3):
+                    row = ((b0 + i) * res[1] + b1 + j) * res[2] + b2
+                    for k in range(3):
+                        r = vec(offs(i) - f[0], offs(j) - f[1], offs(k) - f[2]) * dx
+                        an = a + gB * r
+                        wp.atomic_add(grid_v_grad, row + k, (w0[i] * w1[j] * w2[k]) * an)
+                        e = wp.dot(grid_v[row + k], an)
+                        gf += e * vec(d0[i] * w1[j] * w2[k], w0[i] * d1[j] * w2[k], w0[i] * w1[j] * d2[k])
+        else:
+            b0 = cell_base(xs[0], res[0])
+            b1 = cell_base(xs[1], res[1])
+            f = vec(xs[0] - float_t(b0), xs[1] - float_t(b1))
+            w0 = weights(f[0])
+            w1 = weights(f[1])
+            d0 = dweights(f[0])
+            d1 = dweights(f[1])
+            for i in range(3):
+                row = (b0 + i) * res[1] + b1
+                for j in range(3):
+                    r = vec(offs(i) - f[0], offs(j) - f[1]) * dx
+                    an = a + gB * r
+                    wp.atomic_add(grid_v_grad, row + j, (w0[i] * w1[j]) * an)
+                    e = wp.dot(grid_v[row + j], an)
+                    gf += e * vec(d0[i] * w1[j], w0[i] * d1[j])
+        x_grad[p] = x_grad[p] + gxn - wp.transpose(gB) * vp + inv_dx * gf
+
     return SimpleNamespace(p2g=p2g, grid_update=grid_update, g2p=g2p, mark_blocks=mark_blocks, stress=stress,
                            p2g_stored=p2g_stored,
-                           p2g_stored_adjoint=p2g_stored_adjoint)
+                           p2g_stored_adjoint=p2g_stored_adjoint, g2p_stored=g2p_stored, project_trial=project_trial,
+                           g2p_stored_adjoint=g2p_stored_adjoint, grid_update_adjoint=grid_update_adjoint)
