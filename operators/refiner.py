@@ -17,6 +17,10 @@ true last input frame, which ties the trajectory to its known initial condition.
 The same residual norm, evaluated on the frozen model's prediction, is a label-free
 a-posteriori error indicator (`SpectralRefiner.estimate`).
 
+The optimiser is Adam with a cosine decay of the learning rate to zero over a few hundred
+iterations: the error keeps falling long after the residual levels off, and a constant rate
+leaves Adam oscillating (docs/spectral.md has the measurements).
+
 Per-sample layers are optimised together in one batch (each sample owns its widened
 layer; Adam is elementwise, so this is the same as refining them one by one).
 """
@@ -30,7 +34,7 @@ import torch
 from physim.operators.sfno import SFNO, helmholtz_project
 from torch import nn
 
-from physim.config import check_int, check_positive
+from physim.config import check_choice, check_int, check_positive
 from physim.errors import ConfigError
 from physim.spectral.grid import SpectralGrid
 from physim.spectral.solver import cn_residual_hat
@@ -48,12 +52,17 @@ class RefinerConfig:
     """As modes_x, for y."""
     modes_t: int | None = None
     """Time modes of the widened layer; None: twice the model's."""
-    iterations: int = 50
-    """Adam iterations."""
-    lr_weight: float = 1e-4
-    """Adam learning rate of the widened weights."""
-    lr_bias: float = 1e-4
-    """Adam learning rate of the per-mode bias."""
+    iterations: int = 300
+    """Adam iterations. The H⁻¹ residual has slow directions (errors that are nearly steady
+    under advection barely show in it): the error keeps falling for hundreds of iterations
+    after the residual has levelled off, so 50-100 iterations stop far too early."""
+    lr_weight: float = 3e-4
+    """Peak Adam learning rate of the widened weights."""
+    lr_bias: float = 3e-4
+    """Peak Adam learning rate of the per-mode bias."""
+    schedule: str = "cosine"
+    """Learning-rate schedule over the iterations: 'cosine' (decay to 0; a constant rate leaves
+    Adam oscillating at a residual set by the rate) or 'constant'."""
     alpha: float = 10 ** (-1.5)
     """α of the H⁻¹ weight (α + |k|²)^{-1}."""
     time_refine: int = 4
@@ -68,6 +77,7 @@ class RefinerConfig:
         check_int("iterations", self.iterations, 0)
         check_positive("lr_weight", self.lr_weight)
         check_positive("lr_bias", self.lr_bias)
+        check_choice("schedule", self.schedule, ("cosine", "constant"))
         check_positive("alpha", self.alpha)
         check_int("time_refine", self.time_refine, 1, 64)
         check_int("batch_size", self.batch_size, 1)
@@ -209,7 +219,8 @@ class SpectralRefiner:
         steps = out_steps or self.model.out_steps or x.shape[-1]
         r = self.cfg.time_refine
         fine = self.model.output(self.model.latent(x), x[:, None, ..., -1:], steps, time_refine=r)[:, 0]
-        seq = torch.cat([x[..., -1:], fine[..., 1:]], dim=-1)
+        # time_refine 1 returns the S output frames only; r > 1 also the model's value at the last input time.
+        seq = torch.cat([x[..., -1:], fine if r == 1 else fine[..., 1:]], dim=-1)
         return self.residual_norm(seq, self.frame_dt / r)
 
     def refine(self, x: torch.Tensor, out_steps: int | None = None, *, progress: bool = False) -> RefineResult:
@@ -234,6 +245,11 @@ class SpectralRefiner:
         layer = _WideOutput(model.output, x.shape[0], modes)
         opt = torch.optim.Adam([{"params": [layer.weight], "lr": cfg.lr_weight},
                                 {"params": [layer.bias], "lr": cfg.lr_bias}])
+        if cfg.schedule == "cosine":
+            sched = torch.optim.lr_scheduler.LambdaLR(
+                opt, lambda k: 0.5 * (1 + math.cos(math.pi * k / max(cfg.iterations, 1))))
+        else:
+            sched = None
         r, dt = cfg.time_refine, self.frame_dt / cfg.time_refine
 
         def residual():
@@ -253,6 +269,8 @@ class SpectralRefiner:
             before = residual()
         for _ in tqdm(range(cfg.iterations), desc="refine", disable=not progress, leave=False):
             history.append(float(opt.step(closure).detach()) / x.shape[0])
+            if sched is not None:
+                sched.step()
         with torch.no_grad():
             after = residual()
             history.append(float(after.mean()))

@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, kw_only=True)
 class DemoConfig:
-    """Settings of the chain-fitting demo."""
+    """Fit a spring chain's initial velocities through the Warp bridge and save loss.png, chain.gif, result.json."""
 
     out: Path = Path("out/demo")
     """Folder for loss.png, chain.gif and result.json."""

@@ -13,7 +13,8 @@ test trajectories:
 Command (what docs/benchmarks.md reports):
 
     physim data mpm --preset cpu-2d --out data/mpm-cpu-2d --workers 2
-    python scripts/bench_giorom.py --data data/mpm-cpu-2d --budget 600 --out out/bench_giorom
+    python scripts/bench_giorom.py --data data/mpm-cpu-2d --budget 720 --out out/bench_giorom_cpu \
+        --timing-sizes 2000 8000 --timing-repeats 3 --timing-steps 5
 
 Outputs: a table on stdout, `<out>/results.json`, `<out>/table.md`, and a video per
 material and model in `<out>/videos/`.
@@ -82,8 +83,10 @@ class BenchConfig:
     """Sparse points of the decoder timing."""
     parallel_training: bool = True
     """Train all models at the same time (one process each), so they share the machine's load alike."""
+    parallel_evaluation: bool = True
+    """Roll the test trajectories out for all models at the same time (one process each)."""
     skip_training: bool = False
-    """Reuse the trained models in `out/runs` (evaluate and time only)."""
+    """Reuse the trained models in `out/runs` and their training summaries (evaluate and time only)."""
     seed: int = 0
     """Seed of every run."""
     models: tuple[str, ...] = field(default_factory=tuple)
@@ -253,10 +256,41 @@ def train_one(cfg: BenchConfig, name: str) -> dict:
     counter = _StepCounter()
     cpu0 = time.process_time()
     result = train_lagrangian(model, train, valid, tcfg, valid_steps=20, valid_trajectories=4, callbacks=[counter])
-    return {"optimizer_steps": counter.steps, "epochs": len(result.history), "wall_time": result.wall_time,
-            "cpu_time": time.process_time() - cpu0, "best_epoch": result.best_epoch,
-            "best_valid_rollout_mse": result.best_valid_loss,
-            "parameters": sum(p.numel() for p in model.parameters())}
+    row = {"optimizer_steps": counter.steps, "epochs": len(result.history), "wall_time": result.wall_time,
+           "cpu_time": time.process_time() - cpu0, "best_epoch": result.best_epoch,
+           "best_valid_rollout_mse": result.best_valid_loss, "budget": cfg.budget,
+           "parameters": sum(p.numel() for p in model.parameters())}
+    # Kept beside the weights, so that `--skip-training` reports the training that produced them.
+    atomic_write_text(tcfg.run_dir / "bench_training.json", json.dumps(row, indent=2))
+    return row
+
+
+def evaluate_one(cfg: BenchConfig, name: str) -> dict:
+    """Roll every test trajectory out with the trained model `name` (also in a worker process),
+    write one video per material; the MSE summary per material."""
+    torch.set_num_threads(cfg.threads)
+    _, _, test, meta, _, _ = _data(cfg)
+    model = load(cfg.out / "runs" / name / "best.pt")
+    results = evaluate_rollouts(model, test, steps=cfg.steps, keep=True)
+    shown = set()
+    for r in results:
+        if r.material not in shown:
+            shown.add(r.material)
+            write_comparison_video(cfg.out / "videos" / f"{r.material}_{name}.gif", r.truth, r.prediction,
+                                   bounds=meta.bounds.tolist(),
+                                   title=f"{name}: {r.material} ({r.name}), {r.steps} steps")
+    return summarize(results)
+
+
+def _map(fn, cfg: BenchConfig, names: list[str], parallel: bool) -> dict:
+    """{name: fn(cfg, name)}, one spawned process per name when `parallel`."""
+    if not parallel or len(names) < 2:
+        return {name: fn(cfg, name) for name in names}
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    with ProcessPoolExecutor(max_workers=len(names), mp_context=get_context("spawn")) as pool:
+        return dict(zip(names, pool.map(fn, [cfg] * len(names), names)))
 
 
 def main(cfg: BenchConfig) -> dict:
@@ -266,36 +300,18 @@ def main(cfg: BenchConfig) -> dict:
     bounds = meta.bounds.tolist()
     radius = cfg.radius_spacings * spacing
     names = list(builders)
-    training = {}
     if not cfg.skip_training:
-        if cfg.parallel_training and len(names) > 1:
-            # All models train at the same time, so they share the machine's (noisy) load equally.
-            from concurrent.futures import ProcessPoolExecutor
-            from multiprocessing import get_context
-
-            with ProcessPoolExecutor(max_workers=len(names), mp_context=get_context("spawn")) as pool:
-                for name, row in zip(names, pool.map(train_one, [cfg] * len(names), names)):
-                    training[name] = row
-        else:
-            for name in names:
-                training[name] = train_one(cfg, name)
-        for name, row in training.items():
-            print(f"trained {name}: {row['optimizer_steps']} optimizer steps ({row['epochs']} epochs) in "
-                  f"{row['wall_time']:.0f} s wall, {row['cpu_time']:.0f} s CPU; best valid 20-step MSE "
-                  f"{row['best_valid_rollout_mse']:.3e} m²", flush=True)
+        # All models train at the same time, so they share the machine's (noisy) load equally.
+        training = _map(train_one, cfg, names, cfg.parallel_training)
+    else:
+        found = {n: cfg.out / "runs" / n / "bench_training.json" for n in names}
+        training = {n: json.loads(f.read_text()) for n, f in found.items() if f.is_file()}
+    for name, row in training.items():
+        print(f"trained {name}: {row['optimizer_steps']} optimizer steps ({row['epochs']} epochs) in "
+              f"{row['wall_time']:.0f} s wall, {row['cpu_time']:.0f} s CPU; best valid 20-step MSE "
+              f"{row['best_valid_rollout_mse']:.3e} m²", flush=True)
     trained = {name: load(cfg.out / "runs" / name / "best.pt") for name in names}
-
-    evaluation = {}
-    videos = cfg.out / "videos"
-    for name, model in trained.items():
-        results = evaluate_rollouts(model, test, steps=cfg.steps, keep=True)
-        evaluation[name] = summarize(results)
-        shown = set()
-        for r in results:
-            if r.material not in shown:
-                shown.add(r.material)
-                write_comparison_video(videos / f"{r.material}_{name}.gif", r.truth, r.prediction, bounds=bounds,
-                                       title=f"{name}: {r.material} ({r.name}), {r.steps} steps")
+    evaluation = _map(evaluate_one, cfg, names, cfg.parallel_evaluation)
 
     reference = constant_velocity_mse(test, cfg.steps)
     largest = max(test, key=lambda t: t.particle_count)

@@ -1,25 +1,33 @@
-"""Benchmark of physim.solvers: SKR recycling, bandit-tuned SOR, DCDM — ratios measured in one run.
+"""Benchmark of physim.solvers: SKR recycling, bandit-tuned SOR, DCDM, batching — ratios measured in one run.
 
-    .venv/bin/python scripts/bench_solvers.py                 # the documented run (~20-30 min on 2 busy cores)
+    .venv/bin/python scripts/bench_solvers.py                 # the documented run: parts a, b, c, d
+    .venv/bin/python scripts/bench_solvers.py --parts a       # one part (a process per part runs them in parallel)
+    .venv/bin/python scripts/bench_solvers.py --parts e       # DCDM in 3-D (not in the default run)
     .venv/bin/python scripts/bench_solvers.py --quick         # a 1-minute smoke run with tiny sizes
 
 (a) SKR vs independent GMRES: sequences of Darcy-flow (log-normal permeability) and Poisson
     (GRF sources, one matrix) systems; scipy's GMRES(40) from scratch per system (baseline),
-    physim's GCRO-DR(40, 20) without carrying the subspace, and SKR = sorted (FFT + PCA features,
-    greedy nearest neighbour) + GCRO-DR carrying the recycled subspace. Total wall time, total
-    products with A, speedup vs the baseline; every solve checked against rtol on its true residual.
+    physim's GCRO-DR(40, 20) without carrying the subspace, GCRO-DR carrying it in the given order,
+    scipy's GCROT(40, 20) with a carried CU list in the sorted order, and SKR = sorted (FFT + PCA
+    features, greedy nearest neighbour) + GCRO-DR carrying the recycled subspace. Total CPU and wall
+    time, total products with A, speedups vs the baseline; every solve checked against rtol on its
+    true residual.
 (b) Learning to Relax: SOR on a 2-D heat-equation sequence (Crank–Nicolson, diffusivity
     varying in time as in the paper's h2d experiment). Every system is solved with every ω of the
     grid once (the table the comparators need); the bandits then pick ω online with iteration
     counts as feedback. Total iterations of: default ω = 1 (Gauss–Seidel), best fixed ω in
     hindsight, instance-optimal ω, Tsallis-INF and the contextual Tsallis-INF-CB (3 seeds each).
 (c) DCDM vs CG / PCG: a DCDM network trained (in this run) on the 32² Poisson matrix, then
-    iterations and wall time to ‖r‖ ≤ 1e-6 ‖b‖ at 64², 128², 256² (all larger than the training
+    iterations and time to ‖r‖ ≤ 1e-6 ‖b‖ at 64², 128², 256² (all larger than the training
     grid), against CG, PCG with IC(0) and PCG with smoothed-aggregation AMG (set-up time listed apart).
+    (e) is the same in 3-D: trained on 16³, solved at 16³, 24³, 32³.
+(d) Batching: one batched call of cg/minres/gmres/bicgstab versus a Python loop over the systems,
+    for many right-hand sides of one sparse matrix and for a batch of small dense matrices.
 
-All timings run single-threaded (torch and BLAS) because the machine is shared; each timed solve is
-repeated `--repeats` times and the fastest run is kept. Results: a Markdown report on stdout and
-JSON in out/bench_solvers/results.json.
+All timings run single-threaded (torch and BLAS). The machine is shared, so every timing is
+reported as CPU time of the solving thread (what other jobs distort least) and as wall time; each
+timed solve is repeated `--repeats` times (SKR sequences `--skr-repeats`) and the fastest run is
+kept. Results: a Markdown report on stdout and JSON in <out>/results.json.
 """
 
 from __future__ import annotations
@@ -37,7 +45,7 @@ import torch
 from threadpoolctl import threadpool_limits
 
 from physim.io.atomic import atomic_write_text
-from physim.solvers import cg
+from physim.solvers import bicgstab, cg, gmres, minres
 from physim.solvers.bandits import TsallisINF, TsallisINFCB, omega_grid, run_sor_sequence, sor_iteration_table
 from physim.solvers.dcdm import DCDMTrainConfig, dcdm_solve, train_dcdm
 from physim.solvers.preconditioners import amg, ichol
@@ -65,6 +73,7 @@ def skr_case(name: str, s: int, n: int, rtol: float, repeats: int, seed: int = 0
         ("scipy GMRES(40), from scratch (baseline)", {"method": "gmres"}),
         ("GCRO-DR(40,20), not carried", {"method": "gcrodr", "recycle": False}),
         ("GCRO-DR(40,20) carried, unsorted", {"method": "gcrodr"}),
+        ("scipy GCROT(40,20) carried CU, sorted", {"method": "gcrotmk", "order": order}),
         ("SKR: sorted + GCRO-DR(40,20) carried", {"method": "gcrodr", "order": order}),
     ]
     rows = []
@@ -73,15 +82,18 @@ def skr_case(name: str, s: int, n: int, rtol: float, repeats: int, seed: int = 0
         for _ in range(repeats):
             log(f"  (a) {name} {s}² × {n}: {label}")
             seq = solve_sequence(mats, rhs, rtol=rtol, m=40, k=20, progress=False, **kw)
-            if best is None or seq.info["total_seconds"] < best.info["total_seconds"]:
+            if best is None or seq.info["total_cpu_seconds"] < best.info["total_cpu_seconds"]:
                 best = seq
+        log(f"      {best.info['total_cpu_seconds']:.1f} s CPU, {best.info['total_seconds']:.1f} s wall, "
+            f"{int(best.iterations.sum())} products with A, all converged {bool(best.converged.all())}")
         rows.append({"problem": name, "unknowns": s * s, "systems": n, "rtol": rtol, "variant": label,
-                     "repeats": repeats,
+                     "repeats": repeats, "cpu_seconds": best.info["total_cpu_seconds"],
                      "seconds": best.info["total_seconds"], "iterations": int(best.iterations.sum()),
                      "all_converged": bool(best.converged.all()), "max_residual_ratio": float(
                          (best.residuals / np.maximum(rtol * np.linalg.norm(rhs, axis=1), 1e-300)).max())})
     base = rows[0]
     for r in rows:
+        r["speedup_cpu"] = base["cpu_seconds"] / r["cpu_seconds"]
         r["speedup"] = base["seconds"] / r["seconds"]
         r["iteration_ratio"] = base["iterations"] / r["iterations"]
     return rows
@@ -149,40 +161,104 @@ def bandit_case(s: int, steps: int, rtol: float, seeds: int) -> dict:
 
 # ----------------------------------------------------------------------------------------------- (c) DCDM
 def timed(fn, repeats: int):
-    best, out = math.inf, None
+    """Run fn `repeats` times; the output and the fastest wall and CPU (calling thread) times [s]."""
+    wall, cpu, out = math.inf, math.inf, None
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         out = fn()
-        best = min(best, time.perf_counter() - t0)
-    return out, best
+        wall, cpu = min(wall, time.perf_counter() - t0), min(cpu, time.thread_time() - c0)
+    return out, wall, cpu
 
 
-def dcdm_case(train_grid: int, steps: int, sizes: list[int], rtol: float, repeats: int) -> dict:
-    cfg = DCDMTrainConfig(grid=train_grid, steps=steps, channels=16, samples=2000, batch_size=16,
-                          ritz=min(400, train_grid**2 // 2), progress=False)
-    log(f"  (c) training DCDM on {train_grid}² ({steps} steps)")
+def smooth_source(s: int, dim: int, seed: int) -> np.ndarray:
+    """A smooth random source on an s^dim grid: white noise filtered by (4π²|k|² + 49)^(−5/4) (GRF-like)."""
+    if dim == 2:
+        return gaussian_random_field(1, s, rng=seed)[0].ravel()
+    k = np.fft.fftfreq(s, d=1.0 / s)
+    K2 = sum(g**2 for g in np.meshgrid(*([k] * dim), indexing="ij"))
+    noise = np.random.default_rng(seed).standard_normal((s,) * dim)
+    f = np.fft.ifftn(np.fft.fftn(noise) * (4 * math.pi**2 * K2 + 49.0) ** -1.25).real
+    return (f / f.std()).ravel()
+
+
+def dcdm_case(train_grid: int, steps: int, sizes: list[int], rtol: float, repeats: int, dim: int = 2) -> dict:
+    n_train = train_grid**dim
+    cfg = DCDMTrainConfig(grid=train_grid, dim=dim, steps=steps, channels=16, samples=2000 if dim == 2 else 1000,
+                          batch_size=16 if dim == 2 else 8, ritz=min(400, n_train // 2), progress=False)
+    sup = "²" if dim == 2 else "³"
+    log(f"  (c) training DCDM on {train_grid}{sup} ({steps} steps)")
     net, info = train_dcdm(cfg)
     rows = []
     for s in sizes:
-        A = poisson_matrix(s)
-        f = gaussian_random_field(1, s, rng=100 + s)[0].ravel()
-        b = torch.from_numpy(f)
-        log(f"  (c) {s}²: DCDM, CG, PCG-IC(0), PCG-AMG")
-        entry = {"grid": s, "unknowns": s * s}
-        res, sec = timed(lambda A=A, b=b, s=s: dcdm_solve(A, b, net, grid_shape=(s, s), rtol=rtol,
-                                                          maxiter=2000), repeats)
-        entry["dcdm"] = {"iterations": int(res.iterations), "seconds": sec, "converged": bool(res.converged)}
-        res, sec = timed(lambda A=A, b=b, s=s: cg(A, b, rtol=rtol, maxiter=20 * s * s), repeats)
-        entry["cg"] = {"iterations": int(res.iterations), "seconds": sec, "converged": bool(res.converged)}
+        A = poisson_matrix(s, dim=dim)
+        b = torch.from_numpy(smooth_source(s, dim, 100 + s))
+        n = s**dim
+        log(f"  (c) {s}{sup}: DCDM, CG, PCG-IC(0), PCG-AMG")
+        entry = {"grid": s, "unknowns": n}
+        res, sec, cpu = timed(lambda A=A, b=b, s=s: dcdm_solve(A, b, net, grid_shape=(s,) * dim, rtol=rtol,
+                                                               maxiter=2000), repeats)
+        entry["dcdm"] = {"iterations": int(res.iterations), "seconds": sec, "cpu_seconds": cpu,
+                         "converged": bool(res.converged)}
+        res, sec, cpu = timed(lambda A=A, b=b, n=n: cg(A, b, rtol=rtol, maxiter=20 * n), repeats)
+        entry["cg"] = {"iterations": int(res.iterations), "seconds": sec, "cpu_seconds": cpu,
+                       "converged": bool(res.converged)}
         for name, build in (("pcg_ic0", ichol), ("pcg_amg", amg)):
-            M, setup = timed(lambda A=A, build=build: build(A), 1)
-            res, sec = timed(lambda A=A, b=b, M=M: cg(A, b, M=M, rtol=rtol), repeats)
-            entry[name] = {"iterations": int(res.iterations), "seconds": sec, "setup_seconds": setup,
-                           "converged": bool(res.converged)}
+            M, setup, setup_cpu = timed(lambda A=A, build=build: build(A), 1)
+            res, sec, cpu = timed(lambda A=A, b=b, M=M: cg(A, b, M=M, rtol=rtol), repeats)
+            entry[name] = {"iterations": int(res.iterations), "seconds": sec, "cpu_seconds": cpu,
+                           "setup_seconds": setup, "setup_cpu_seconds": setup_cpu, "converged": bool(res.converged)}
         rows.append(entry)
-    return {"train_grid": train_grid, "train_steps": steps, "train_seconds": info["train_seconds"],
+    return {"dim": dim, "train_grid": train_grid, "train_steps": steps, "train_seconds": info["train_seconds"],
             "data_seconds": info["data_seconds"], "final_loss": float(np.mean(info["loss"][-20:])),
             "rtol": rtol, "rows": rows}
+
+
+# ----------------------------------------------------------------------------------------------- (d) batching
+def batched_case(repeats: int, quick: bool) -> list[dict]:
+    """One batched call versus a Python loop of single-system calls of the same solver, same tolerance.
+
+    Two batch shapes: B right-hand sides sharing one sparse matrix (2-D Poisson, s²  unknowns), and
+    B small dense systems with a matrix each (shape (B, n, n): random SPD for CG/MINRES, SPD plus a
+    skew part for GMRES/BiCGStab).
+    """
+    s, B, n, Bd = (16, 8, 32, 16) if quick else (48, 32, 64, 256)
+    rows = []
+    L = poisson_matrix(s)
+    F = torch.from_numpy(gaussian_random_field(B, s, rng=7).reshape(B, -1))
+    gen = torch.Generator().manual_seed(0)
+    Q = torch.randn(Bd, n, n, generator=gen, dtype=torch.float64)
+    spd = Q @ Q.transpose(1, 2) / n + 0.1 * torch.eye(n, dtype=torch.float64)
+    K = torch.randn(Bd, n, n, generator=gen, dtype=torch.float64)
+    nonsym = spd + 0.3 * (K - K.transpose(1, 2)) / n**0.5
+    bd = torch.randn(Bd, n, generator=gen, dtype=torch.float64)
+    cases = [(f"Poisson {s}², one sparse matrix, {B} right-hand sides", "cg", cg, L, F, True),
+             (f"Poisson {s}², one sparse matrix, {B} right-hand sides", "gmres", gmres, L, F, True),
+             (f"{Bd} dense SPD systems of size {n}", "cg", cg, spd, bd, False),
+             (f"{Bd} dense SPD systems of size {n}", "minres", minres, spd, bd, False),
+             (f"{Bd} dense non-symmetric systems of size {n}", "gmres", gmres, nonsym, bd, False),
+             (f"{Bd} dense non-symmetric systems of size {n}", "bicgstab", bicgstab, nonsym, bd, False)]
+    kw = {"rtol": 1e-8, "maxiter": 20000}
+    for label, name, solve, A, b, shared in cases:
+        log(f"  (d) {label}: {name} batched vs looped")
+        batched, wall_b, cpu_b = timed(lambda solve=solve, A=A, b=b: solve(A, b, **kw), repeats)
+        looped, wall_l, cpu_l = timed(lambda solve=solve, A=A, b=b, shared=shared: [
+            solve(A if shared else A[i], b[i], **kw) for i in range(b.shape[0])], repeats)
+        if shared:
+            X = np.asarray(batched.x)
+            err = float((np.linalg.norm(F.numpy() - (L @ X.T).T, axis=1) / np.linalg.norm(F.numpy(), axis=1)).max())
+        else:
+            err = float((torch.linalg.vector_norm(b - torch.einsum("bij,bj->bi", A, batched.x), dim=1)
+                         / torch.linalg.vector_norm(b, dim=1)).max())
+        rows.append({"case": label, "method": name, "systems": int(b.shape[0]),
+                     "batched_cpu_seconds": cpu_b, "batched_seconds": wall_b,
+                     "looped_cpu_seconds": cpu_l, "looped_seconds": wall_l,
+                     "batched_iterations_max": int(batched.iterations.max()),
+                     "looped_iterations_sum": int(sum(int(r.iterations) for r in looped)),
+                     "all_converged": bool(batched.all_converged) and all(bool(r.all_converged) for r in looped),
+                     "batched_max_relative_residual": err,
+                     "speedup_cpu": cpu_l / cpu_b, "speedup": wall_l / wall_b})
+        log(f"      batched {cpu_b:.3f} s CPU vs looped {cpu_l:.3f} s CPU: {cpu_l / cpu_b:.1f}×")
+    return rows
 
 
 # ----------------------------------------------------------------------------------------------- report
@@ -190,42 +266,67 @@ def report(results: dict, argv: list[str]) -> str:
     out = ["Command: `" + " ".join([".venv/bin/python scripts/bench_solvers.py", *argv]) + "`", ""]
     out.append(f"Machine: {platform.machine()}, {results['cpu_threads']} CPU threads visible, torch and BLAS "
                "limited to 1 thread, shared with other jobs (load varies); fastest of "
-               f"{results['repeats']} repeat(s) per timed solve.")
-    out += ["", "(a) SKR vs independent GMRES", "",
-            "| problem | unknowns | systems | variant | total time [s] | products with A | speedup (time) "
-            "| iteration ratio | all converged | repeats |", "|---|---|---|---|---|---|---|---|---|---|"]
-    for r in results["skr"]:
-        out.append(f"| {r['problem']} | {r['unknowns']} | {r['systems']} | {r['variant']} | {r['seconds']:.1f} | "
-                   f"{r['iterations']} | {r['speedup']:.2f}× | {r['iteration_ratio']:.2f}× | {r['all_converged']} | "
-                   f"{r['repeats']} |")
+               f"{results['repeats']} repeat(s) per timed solve ({results['skr_repeats']} per SKR sequence). "
+               "CPU = CPU time of the solving thread, which other jobs on the machine distort far less than wall time; "
+               "ratios are between rows of the same run.")
+    if results["skr"]:
+        out += ["", "(a) SKR vs independent GMRES (every solve checked on its true residual)", "",
+                "| problem | unknowns | systems | variant | CPU [s] | wall [s] | products with A | speedup (CPU) "
+                "| speedup (wall) | iteration ratio | all converged |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+        for r in results["skr"]:
+            out.append(f"| {r['problem']} | {r['unknowns']} | {r['systems']} | {r['variant']} | "
+                       f"{r['cpu_seconds']:.1f} | {r['seconds']:.1f} | {r['iterations']} | "
+                       f"{r['speedup_cpu']:.2f}× | {r['speedup']:.2f}× | "
+                       f"{r['iteration_ratio']:.2f}× | {r['all_converged']} |")
     b = results["bandit"]
-    out += ["", f"(b) SOR ω over a heat-equation sequence ({b['systems']} systems, {b['unknowns']} unknowns, "
-            f"rtol {b['rtol']:g}; grid of {len(b['grid'])} ω in [1, 1.95])", "",
-            "| policy | total SOR iterations | vs default ω = 1 | vs best fixed ω |", "|---|---|---|---|"]
+    if b:
+        out += ["", f"(b) SOR ω over a heat-equation sequence ({b['systems']} systems, {b['unknowns']} unknowns, "
+                f"rtol {b['rtol']:g}; grid of {len(b['grid'])} ω in [1, 1.95])", "",
+                "| policy | total SOR iterations | vs default ω = 1 | vs best fixed ω |", "|---|---|---|---|"]
 
-    def line(name, total):
-        return (f"| {name} | {total:.0f} | {b['default_omega_1'] / total:.2f}× fewer | "
-                f"{total / b['best_fixed']:.2f}× of it |")
+        def line(name, total):
+            return (f"| {name} | {total:.0f} | {b['default_omega_1'] / total:.2f}× fewer | "
+                    f"{total / b['best_fixed']:.2f}× of it |")
 
-    out.append(line("default ω = 1 (Gauss–Seidel)", b["default_omega_1"]))
-    out.append(line(f"best fixed ω in hindsight (ω = {b['best_fixed_omega']:.2f})", b["best_fixed"]))
-    out.append(line("instance-optimal ω (per system, hindsight)", b["instance_optimal"]))
-    out.append(line(f"Tsallis-INF (mean of {len(b['tsallis_inf'])} seeds: {b['tsallis_inf']})",
-                    float(np.mean(b["tsallis_inf"]))))
-    out.append(line(f"Tsallis-INF-CB, context κ(t) (mean of {len(b['tsallis_inf_cb'])} seeds: {b['tsallis_inf_cb']})",
-                    float(np.mean(b["tsallis_inf_cb"]))))
-    d = results["dcdm"]
-    out += ["", f"(c) DCDM (trained on {d['train_grid']}², {d['train_steps']} steps, {d['train_seconds']:.0f} s; "
-            f"final loss {d['final_loss']:.4f}) vs CG / PCG to rtol {d['rtol']:g}", "",
-            "| grid | DCDM its | DCDM [s] | CG its | CG [s] | PCG-IC(0) its | PCG-IC(0) [s] (+set-up) "
-            "| PCG-AMG its | PCG-AMG [s] (+set-up) | DCDM its / CG its | DCDM time / CG time |",
-            "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in d["rows"]:
-        dc, c, ic, am = r["dcdm"], r["cg"], r["pcg_ic0"], r["pcg_amg"]
-        out.append(f"| {r['grid']}² | {dc['iterations']} | {dc['seconds']:.2f} | {c['iterations']} | "
-                   f"{c['seconds']:.2f} | {ic['iterations']} | {ic['seconds']:.2f} (+{ic['setup_seconds']:.2f}) | "
-                   f"{am['iterations']} | {am['seconds']:.2f} (+{am['setup_seconds']:.2f}) | "
-                   f"{dc['iterations'] / c['iterations']:.3f} | {dc['seconds'] / c['seconds']:.2f} |")
+        out.append(line("default ω = 1 (Gauss–Seidel)", b["default_omega_1"]))
+        out.append(line(f"best fixed ω in hindsight (ω = {b['best_fixed_omega']:.2f})", b["best_fixed"]))
+        out.append(line("instance-optimal ω (per system, hindsight)", b["instance_optimal"]))
+        out.append(line(f"Tsallis-INF (mean of {len(b['tsallis_inf'])} seeds: {b['tsallis_inf']})",
+                        float(np.mean(b["tsallis_inf"]))))
+        out.append(line(f"Tsallis-INF-CB, context κ(t) (mean of {len(b['tsallis_inf_cb'])} seeds: "
+                        f"{b['tsallis_inf_cb']})", float(np.mean(b["tsallis_inf_cb"]))))
+    for key in ("dcdm", "dcdm3d"):
+        d = results[key]
+        if not d:
+            continue
+        sup = "²" if d["dim"] == 2 else "³"
+        out += ["", f"(c) DCDM {d['dim']}-D (trained on {d['train_grid']}{sup}, {d['train_steps']} steps, "
+                f"{d['train_seconds']:.0f} s; final loss {d['final_loss']:.4f}) vs CG / PCG to rtol {d['rtol']:g}; "
+                "times are CPU seconds (wall in parentheses), preconditioner set-up CPU time listed apart", "",
+                "| grid | DCDM its | DCDM [s] | CG its | CG [s] | PCG-IC(0) its | PCG-IC(0) [s] (+set-up) "
+                "| PCG-AMG its | PCG-AMG [s] (+set-up) | DCDM its / CG its | DCDM time / CG time |",
+                "|---|---|---|---|---|---|---|---|---|---|---|"]
+        for r in d["rows"]:
+            dc, c, ic, am = r["dcdm"], r["cg"], r["pcg_ic0"], r["pcg_amg"]
+
+            def t(e):
+                return f"{e['cpu_seconds']:.2f} ({e['seconds']:.2f})"
+
+            out.append(f"| {r['grid']}{sup} | {dc['iterations']} | {t(dc)} | {c['iterations']} | {t(c)} | "
+                       f"{ic['iterations']} | {t(ic)} (+{ic['setup_cpu_seconds']:.2f}) | "
+                       f"{am['iterations']} | {t(am)} (+{am['setup_cpu_seconds']:.2f}) | "
+                       f"{dc['iterations'] / c['iterations']:.3f} | {dc['cpu_seconds'] / c['cpu_seconds']:.2f} |")
+    if results["batched"]:
+        out += ["", "(d) One batched call vs a Python loop of single-system calls (rtol 1e-8, same solver)", "",
+                "| systems | method | batched CPU [s] | looped CPU [s] | speedup (CPU) | speedup (wall) "
+                "| batched its (max) | looped its (sum) | batched max rel. residual | all converged |",
+                "|---|---|---|---|---|---|---|---|---|---|"]
+        for r in results["batched"]:
+            out.append(f"| {r['case']} | {r['method']} | {r['batched_cpu_seconds']:.3f} | "
+                       f"{r['looped_cpu_seconds']:.3f} | {r['speedup_cpu']:.1f}× | {r['speedup']:.1f}× | "
+                       f"{r['batched_iterations_max']} | "
+                       f"{r['looped_iterations_sum']} | {r['batched_max_relative_residual']:.1e} | "
+                       f"{r['all_converged']} |")
     return "\n".join(out)
 
 
@@ -234,36 +335,41 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run of every part")
     p.add_argument("--repeats", type=int, default=2, help="timed repeats per solve (fastest kept)")
+    p.add_argument("--skr-repeats", type=int, default=1, help="repeats of each SKR sequence (they are long)")
     p.add_argument("--out", type=Path, default=Path("out/bench_solvers"))
-    p.add_argument("--parts", default="abc", help="which parts to run: any of a, b, c")
+    p.add_argument("--parts", default="abcd",
+                   help="which parts to run: any of a, b, c, d, e (e: DCDM in 3-D, not run by default)")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     results: dict = {"cpu_threads": len(__import__("os").sched_getaffinity(0)), "repeats": args.repeats,
-                     "skr": [], "bandit": None, "dcdm": None}
+                     "skr_repeats": args.skr_repeats,
+                     "skr": [], "bandit": None, "dcdm": None, "dcdm3d": None, "batched": []}
     if args.quick:
         skr_cases = [("darcy", 24, 12, 1e-8), ("poisson", 24, 12, 1e-8)]
         heat = (16, 60)
         dc = (16, 60, [32, 64])
+        dc3 = (8, 30, [8, 12])
     else:
         skr_cases = [("darcy", 64, 100, 1e-8), ("darcy", 100, 100, 1e-8), ("poisson", 64, 100, 1e-8)]
         heat = (32, 300)
         dc = (32, 300, [64, 128, 256])
+        dc3 = (16, 200, [16, 24, 32])
     t0 = time.perf_counter()
     with threadpool_limits(limits=1):
         if "a" in args.parts:
             for name, s, n, rtol in skr_cases:
-                reps = args.repeats if s * s <= 4096 else 1
-                results["skr"] += skr_case(name, s, n, rtol, reps)
+                results["skr"] += skr_case(name, s, n, rtol, args.skr_repeats)
         if "b" in args.parts:
             results["bandit"] = bandit_case(*heat, rtol=1e-8, seeds=3)
         if "c" in args.parts:
             results["dcdm"] = dcdm_case(dc[0], dc[1], dc[2], rtol=1e-6, repeats=args.repeats)
+        if "e" in args.parts:
+            results["dcdm3d"] = dcdm_case(dc3[0], dc3[1], dc3[2], rtol=1e-6, repeats=args.repeats, dim=3)
+        if "d" in args.parts:
+            results["batched"] = batched_case(args.repeats, args.quick)
     results["total_seconds"] = time.perf_counter() - t0
     atomic_write_text(args.out / "results.json", json.dumps(results, indent=1))
-    if results["skr"] and results["bandit"] and results["dcdm"]:
-        print(report(results, argv))
-    else:
-        print(json.dumps(results, indent=1))
+    print(report(results, argv))
     log(f"done in {results['total_seconds']:.0f} s; results in {args.out / 'results.json'}")
     return 0
 

@@ -26,7 +26,7 @@ from physim.operators.nclaw.law import load_law
 from physim.operators.nclaw.scenes import CASES, MATERIALS, PARTNER, SceneSpec, ground_truth_material, make_simulator
 
 from physim.config import check_choice, check_int
-from physim.io.atomic import atomic_write_text
+from physim.io.atomic import atomic_path, atomic_write_text
 
 __all__ = [
     "ExperimentConfig",
@@ -115,7 +115,7 @@ def train_one(cfg: ExperimentConfig, material: str, variant: str) -> dict[str, A
               "best_full_rollout_loss": min((r.get("valid_loss", math.inf) for r in result.history), default=None),
               "path": str(result.path)}
     if isinstance(result.model, AnalyticFit):
-        record["fitted"] = {k: float(v) for k, v in result.model.values().items()}
+        record["fitted"] = {k: float(v.detach()) for k, v in result.model.values().items()}
     atomic_write_text(record_path, json.dumps(record, indent=2))
     return record
 
@@ -138,10 +138,18 @@ def evaluate_all(cfg: ExperimentConfig, material: str, variant: str,
     Args:
         positions: When given, filled with each case's predicted positions (T, N, d) for plots.
     """
+    cache = _EvalCache(cfg, material, variant)
     model = load_trained(cfg, material, variant)
     partner = None
     out: dict[str, dict[str, Any]] = {}
     for case in cfg.cases:
+        hit = cache.get(case)
+        if hit is not None:
+            out[case] = hit[0]
+            if positions is not None and hit[1] is not None:
+                positions[case] = hit[1]
+            log.info("%s/%s %s: %.4g %s (cached)", material, variant, case, hit[0]["error"], hit[0]["note"])
+            continue
         mats = {"main": model_material(model)}
         if case == "multi":
             if partner is None:
@@ -152,9 +160,63 @@ def evaluate_all(cfg: ExperimentConfig, material: str, variant: str,
         gt = ground_truth(material, case, cfg.spec, cfg.out / "data")
         res = evaluate_case(case, cfg.spec, mats, gt)
         out[case] = {"error": res.error, "note": res.note}
+        cache.put(case, out[case], res.x)
         if positions is not None and res.x is not None:
             positions[case] = res.x
         log.info("%s/%s %s: %.4g %s", material, variant, case, res.error, res.note)
+    return out
+
+
+class _EvalCache:
+    """Errors and predicted positions of one trained model per case, kept beside the model.
+
+    Rerunning the benchmark (to add a material, or after an interruption) then evaluates only
+    what is new. An entry is used only if it was computed for the same scene spec and the same
+    model files (size and modification time of the model's and, for the multi-material case,
+    its partner's files), so a retrained model is evaluated again.
+    """
+
+    def __init__(self, cfg: ExperimentConfig, material: str, variant: str):
+        self.path = cfg.run_dir(material, variant) / "evaluation.pt"
+        self.spec = cfg.spec.to_dict()
+        self.main = _stamp(cfg.run_dir(material, variant))
+        self.partner_dir = cfg.run_dir(PARTNER[material], variant)
+        self.partner = _stamp(self.partner_dir)
+        self.entries: dict[str, Any] = {}
+        if self.path.exists():
+            try:
+                saved = torch.load(self.path, weights_only=True)
+            except Exception as exc:  # a damaged cache is recomputed, never trusted
+                log.warning("%s: unreadable evaluation cache, recomputing (%s)", self.path, exc)
+                saved = None
+            if isinstance(saved, dict) and isinstance(saved.get("entries"), dict):
+                self.entries = saved["entries"]
+
+    def _key(self, case: str) -> dict[str, Any]:
+        return {"spec": self.spec, "model": self.main, "partner": self.partner if case == "multi" else None}
+
+    def get(self, case: str) -> tuple[dict[str, Any], torch.Tensor | None] | None:
+        e = self.entries.get(case)
+        if not isinstance(e, dict) or e.get("key") != self._key(case) or not isinstance(e.get("result"), dict):
+            return None
+        return e["result"], e.get("x")
+
+    def put(self, case: str, result: dict[str, Any], x: torch.Tensor | None) -> None:
+        if case == "multi":  # the partner may have been trained by this very evaluation
+            self.partner = _stamp(self.partner_dir)
+        self.entries[case] = {"key": self._key(case), "result": dict(result), "x": x}
+        with atomic_path(self.path) as tmp:
+            torch.save({"entries": self.entries}, tmp)
+
+
+def _stamp(run_dir: Path) -> list[list[Any]]:
+    """Name, size and modification time of the model files of a run folder (what evaluation reads)."""
+    out = []
+    for name in ("law.pt", "best.pt", "record.json"):
+        f = Path(run_dir) / name
+        if f.exists():
+            st = f.stat()
+            out.append([name, st.st_size, st.st_mtime_ns])
     return out
 
 
@@ -275,6 +337,8 @@ def add_arguments(ap) -> None:
     ap.add_argument("--dim", type=int, default=2, choices=(2, 3))
     ap.add_argument("--particles-per-cell", type=int, default=SceneSpec().particles_per_cell)
     ap.add_argument("--width", type=int, default=FitConfig().width, help="hidden width of the networks")
+    ap.add_argument("--lr", type=float, default=None,
+                    help="peak learning rate (default: 1e-2 for networks, 0.1 for the analytic parameters)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest on a shared 2-core CPU)")
 
@@ -285,4 +349,4 @@ def config_from_args(args) -> ExperimentConfig:
     spec = SceneSpec(dim=args.dim, grid=args.grid, steps=args.steps, particles_per_cell=args.particles_per_cell)
     return ExperimentConfig(out=Path(args.out), materials=tuple(args.materials), variants=tuple(args.variants),
                             cases=tuple(args.cases), spec=spec, epochs=args.epochs, threads=args.threads,
-                            fit=FitConfig(width=args.width, seed=args.seed))
+                            fit=FitConfig(width=args.width, seed=args.seed, lr=args.lr))

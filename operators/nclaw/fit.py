@@ -112,7 +112,7 @@ class AnalyticFit(nn.Module):
 
     def material(self):
         """The analytic material with the current values."""
-        return analytic_material(self.material_name, {k: float(v) for k, v in self.values().items()})
+        return analytic_material(self.material_name, {k: float(v.detach()) for k, v in self.values().items()})
 
     def apply_to(self, sim, body: str = "main") -> None:
         """Route the current (differentiable) values into `sim.params` for the next rollout."""
@@ -311,7 +311,7 @@ def fit(material: str, traj: Trajectory, spec: SceneSpec, cfg: FitConfig, run_di
         if best_path.exists():
             model.load_state_dict(torch.load(best_path, weights_only=True)["state_dict"])
         best = model
-        values = {k: float(v) for k, v in model.values().items()}
+        values = {k: float(v.detach()) for k, v in model.values().items()}
         path = run_dir / "fitted.json"
         atomic_write_text(path, json.dumps({"material": material, "fitted": values,
                                             "initial_guess": model.guess}, indent=2))

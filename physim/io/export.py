@@ -374,7 +374,8 @@ def export_run(cfg: ExportConfig) -> ExportResult:
     profile = load_robot_profile(cfg.robot)
     data = read_tool_path(cfg.run_dir)
     out = cfg.out or Path(cfg.run_dir) / f"trajectory_{profile.name}.{cfg.format}"
-    meta = {k: data[k] for k in ("task", "seed", "method", "best_loss", "control_dt", "task_frame") if k in data}
+    meta = {k: data[k] for k in ("task", "seed", "method", "best_loss", "control_dt", "task_frame", "steps",
+                                 "env_settings") if k in data}
     meta["source_run"] = str(cfg.run_dir)
     return export_trajectory(data["times"], data["positions"], data["axis_names"], out, robot=profile,
                              rate=cfg.rate, fmt=cfg.format, scale_time=cfg.scale_time, origin=cfg.origin,

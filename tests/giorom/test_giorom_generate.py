@@ -81,7 +81,21 @@ def test_bad_options_are_rejected_before_any_simulation(capsys):
         with pytest.raises(ConfigError) as info:
             MPMDatasetConfig(**kw)
         assert info.value.field == field and "\n" not in str(info.value)
-    with pytest.raises(SystemExit) as exit_info:
-        physim_main(["data", "mpm", "--preset", "huge", "--out", "unused"])
-    assert exit_info.value.code == 2
-    assert "preset='huge'" in capsys.readouterr().err
+    assert physim_main(["data", "mpm", "--preset", "huge", "--out", "unused"]) == 2
+    err = capsys.readouterr().err
+    assert "preset='huge'" in err and err.count("\n") == 1
+
+
+def test_gen_mpm_dataset_script_is_the_cli_command():
+    """Verify that scripts/gen_mpm_dataset.py parses and validates like `physim data mpm`: a bad
+    option exits with status 2 and one line naming it."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "scripts" / "gen_mpm_dataset.py"
+    proc = subprocess.run([sys.executable, str(script), "--workers", "0", "--out", "unused"], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "workers=0" in lines[0], proc.stderr

@@ -10,7 +10,6 @@ import torch
 
 pytest.importorskip("physim.mpm", reason="NCLaw's training tests need physim.mpm (the MPM engine)")
 
-from physim.mpm import Body, Box, NeuralMaterial, SceneConfig, Simulator
 from physim.operators.nclaw import InvariantElasticLaw, NeuralConstitutiveLaw, NeuralPlasticity, load_material
 from physim.operators.nclaw.data import (
     Trajectory,
@@ -30,6 +29,7 @@ from physim.operators.nclaw.scenes import (
 )
 
 from physim.errors import ConfigError, SimulationDiverged
+from physim.mpm import Body, Box, NeuralMaterial, SceneConfig, Simulator
 from physim.testing import assert_grad_matches_fd
 
 
@@ -184,7 +184,6 @@ def test_relative_error_is_zero_for_the_truth_and_checks_shapes():
         relative_error(gt, gt)
 
 
-@pytest.mark.slow
 def test_five_epochs_on_a_2k_particle_jelly_lower_the_loss(tmp_path):
     """Verify five epochs of NCLaw (invariant) on a ~2000-particle jelly trajectory lower the rollout loss."""
     spec = SceneSpec(grid=64, particles_per_cell=4, steps=10, substeps=4, dt=5e-4, box=0.35, gap=0.0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from physim.operators.losses import relative_lp
 from physim.operators.refiner import RefinerConfig, SpectralRefiner, _WideOutput
 from physim.operators.sfno import SFNO
 
@@ -52,18 +53,24 @@ def test_residual_norm_indicates_error():
     assert bool((small < large).all())
 
 
-def test_refine_lowers_the_residual_without_labels():
-    """Verify refinement lowers every sample's H⁻¹ residual and leaves the frozen model untouched."""
+def test_refine_lowers_the_residual_and_the_error_without_labels():
+    """Verify label-free refinement of an untrained model's output layer lowers every sample's H⁻¹
+    residual and its error against the solver's true continuation (the labels are never shown to
+    the refiner), and leaves the frozen model untouched."""
     traj, sim = _solver_trajectory(frames=9)
     m = _model(1)
     before = {k: v.clone() for k, v in m.state_dict().items()}
-    cfg = RefinerConfig(iterations=15, lr_weight=1e-2, lr_bias=1e-2, time_refine=2)
+    cfg = RefinerConfig(iterations=40, lr_weight=1e-2, lr_bias=1e-2, time_refine=1)
     ref = SpectralRefiner(m, viscosity=1e-2, frame_dt=0.05, forcing=sim.forcing, cfg=cfg)
-    x = traj[..., :5]
+    x, y = traj[..., :5], traj[..., 5:9]
     out = ref.refine(x, out_steps=4)
     assert out.prediction.shape == (2, 16, 16, 4)
-    assert bool((out.residual_after < 0.7 * out.residual_before).all()), (out.residual_before, out.residual_after)
-    assert len(out.history) == 16
+    assert bool((out.residual_after < 0.1 * out.residual_before).all()), (out.residual_before, out.residual_after)
+    e0 = relative_lp(out.initial_prediction, y, spatial_dims=(1, 2), reduction="none")
+    e1 = relative_lp(out.prediction, y, spatial_dims=(1, 2), reduction="none")
+    # Measured: relative L² 1.0 -> 0.08 (cosine-decayed Adam, 40 iterations).
+    assert bool((e1 < 0.2 * e0).all()), (e0, e1)
+    assert len(out.history) == 41
     torch.testing.assert_close(out.residual_before, ref.estimate(x, out_steps=4))
     for k, v in m.state_dict().items():
         torch.testing.assert_close(v, before[k])
@@ -81,3 +88,5 @@ def test_bad_input():
         _WideOutput(m.output, 1, (2, 2, 2))
     with pytest.raises(ConfigError, match="time_refine"):
         RefinerConfig(time_refine=0)
+    with pytest.raises(ConfigError, match="schedule"):
+        RefinerConfig(schedule="linear")

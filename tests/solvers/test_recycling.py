@@ -111,6 +111,8 @@ def test_solve_sequence_methods_agree_and_keep_original_order():
         seq = solve_sequence(mats, rhs, order=order, method=method, M="jacobi", rtol=1e-9, m=30, k=10)
         assert seq.converged.all() and (seq.order == order).all()
         assert np.allclose(seq.x, ref, rtol=1e-6, atol=1e-9 * abs(ref).max())
+        assert seq.info["total_iterations"] == int(seq.iterations.sum())
+        assert 0.0 < seq.info["total_cpu_seconds"] and 0.0 < seq.info["total_seconds"]
         out[method] = seq
     assert out["gcrodr"].info["total_iterations"] < out["gmres"].info["total_iterations"]
     with pytest.raises(ConfigError, match=r"^order="):

@@ -43,7 +43,7 @@ class TrajoptConfig:
     """Optimise the actions of a task (a chain task or a physim gym env) and save a run folder."""
 
     task: Annotated[str, tyro.conf.Positional, tyro.conf.arg(metavar="TASK")]
-    """Task id: physim/ChainTrack-v0, physim/ChainSwingUp-v0, physim/ChainThrow-v0, or a physim gym env id."""
+    """Task id or short name: physim/ChainSwingUp-v0, physim/Pouring-v0 or Pouring, ... (`physim envs` lists them)."""
     method: str = "hybrid"
     """gradient, cem, cmaes, hybrid, cbo or zo."""
     budget: float = 200
@@ -54,6 +54,8 @@ class TrajoptConfig:
     """Run folder."""
     steps: int | None = None
     """Horizon in control steps; default: the task's."""
+    quality: str | None = None
+    """Resolution preset of a fluid task: cpu or paper; default: the env's (cpu)."""
     grad_cost: float | None = None
     """Cost of a gradient call in forward calls; default: measured (and saved in config.json)."""
     lr: float | None = None
@@ -77,6 +79,8 @@ class TrajoptConfig:
         check_int("seed", self.seed, 0)
         if self.steps is not None:
             check_int("steps", self.steps, 2)
+        if self.quality is not None:
+            check_choice("quality", self.quality, ("cpu", "paper"))
         if self.grad_cost is not None and not (math.isfinite(self.grad_cost) and self.grad_cost > 0):
             raise ConfigError("grad_cost", self.grad_cost, "a positive number of forward calls")
         if self.lr is not None and not (math.isfinite(self.lr) and self.lr > 0):
@@ -115,8 +119,8 @@ def build_method_config(method: str, *, lr: float | None = None, knots: int | No
 def _command(cfg: TrajoptConfig, grad_cost: float | None) -> str:
     parts = ["physim", "trajopt", cfg.task, "--method", cfg.method, "--budget", f"{cfg.budget:g}",
              "--seed", str(cfg.seed), "--out", str(cfg.out)]
-    for flag, value in (("--steps", cfg.steps), ("--grad-cost", grad_cost), ("--lr", cfg.lr),
-                        ("--population", cfg.population)):
+    for flag, value in (("--steps", cfg.steps), ("--quality", cfg.quality), ("--grad-cost", grad_cost),
+                        ("--lr", cfg.lr), ("--population", cfg.population)):
         if value is not None:
             parts += [flag, repr(value) if isinstance(value, float) else str(value)]
     parts += ["--knots", "None" if cfg.knots is None else str(cfg.knots)]
@@ -189,7 +193,7 @@ def run_trajopt(cfg: TrajoptConfig, *, progress: bool | None = None):
 
     method_cfg = build_method_config(cfg.method, lr=cfg.lr, knots=cfg.knots, population=cfg.population)
     out = Path(cfg.out)
-    task = make_task(cfg.task, steps=cfg.steps)
+    task = make_task(cfg.task, steps=cfg.steps, env_kwargs={"quality": cfg.quality} if cfg.quality else None)
     problem = task.problem
     needs_grad = cfg.method in ("gradient", "hybrid")
     if needs_grad and not problem.differentiable:
@@ -224,12 +228,13 @@ def run_trajopt(cfg: TrajoptConfig, *, progress: bool | None = None):
     finally:
         bar.close()
 
-    summary = {"task": cfg.task, "description": task.description, **result.to_dict(actions=True)}
+    summary = {"task": task.task_id, "description": task.description, **result.to_dict(actions=True)}
     atomic_write_text(out / "result.json", json.dumps(_jsonable(summary), indent=1))
     if task.tool_path is not None:
         times, pos = task.tool_path(result.best_actions)
         atomic_write_text(out / "tool_path.json", json.dumps({
-            "task": cfg.task, "seed": cfg.seed, "method": cfg.method, "best_loss": result.best_loss,
+            "task": task.task_id, "seed": cfg.seed, "method": cfg.method, "best_loss": result.best_loss,
+            "steps": int(result.best_actions.shape[0]), "env_settings": task.extra.get("env_settings", {}),
             "axis_names": list(task.axis_names), "units": list(task.units), "task_frame": task.frame,
             "control_dt": task.control_dt, "times": [float(t) for t in times],
             "positions": [[float(v) for v in row] for row in pos],
