@@ -103,12 +103,19 @@ def _real_basis(vecs: np.ndarray, k: int) -> np.ndarray:
 
 
 def _harmonic_ritz(G: np.ndarray, W: np.ndarray, k: int) -> np.ndarray:
-    """k vectors of the generalised problem Gᵀ G z = θ Gᵀ W z with the smallest |θ|."""
+    """k vectors of the generalised problem Gᵀ G z = θ Gᵀ W z with the smallest |θ|.
+
+    Solved as the standard problem G⁺ W z = μ z, μ = 1/θ (G has full column rank, so GᵀG is
+    invertible): the same eigenvectors, and a standard eigensolver costs half the QZ algorithm.
+    """
     try:
-        theta, Z = sla.eig(G.T @ G, G.T @ W)
+        Qg, Rg = np.linalg.qr(G)
+        mu, Z = np.linalg.eig(sla.solve_triangular(Rg, Qg.T @ W, check_finite=False))
     except (np.linalg.LinAlgError, ValueError):
         return np.zeros((G.shape[1], 0))
-    finite = np.isfinite(theta)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        theta = np.where(mu != 0, 1.0 / np.where(mu != 0, mu, 1.0), np.inf)
+    finite = np.isfinite(theta) & np.isfinite(mu)
     if not finite.any():
         return np.zeros((G.shape[1], 0))
     order = np.argsort(np.abs(np.where(finite, theta, np.inf)))
@@ -303,7 +310,7 @@ def gcrodr(
     space = recycle if recycle is not None else RecycleSpace(k=k)
     kk = space.k
     check_int("m", m, kk + 1)
-    Ut = Ct = None  # recycled bases as rows: U (n, k) and C = A M U (n, k), C orthonormal
+    Ut = Ct = CtU = None  # recycled bases as rows: U (n, k) and C = A M U (n, k), C orthonormal; CtU = Cᵀ U
     recycled = False
     cycles = 0
     if history[-1] > tol and space.U is not None and space.U.shape == (n, kk):
@@ -313,6 +320,7 @@ def gcrodr(
         if np.abs(np.diag(R)).min() > 1e-12 * np.abs(np.diag(R)).max():
             Rinv = sla.solve_triangular(R, np.eye(kk), lower=False)
             Ct, Ut = Q.T.copy(), Rinv.T @ space.U.T
+            CtU = Ct @ Ut.T
             c_r = Ct @ r
             x = x + to_x(c_r @ Ut)
             r = r - c_r @ Ct
@@ -334,32 +342,45 @@ def gcrodr(
                 P = _real_basis(Zr[:, order], kk)
                 if P.shape[1] == kk:
                     Q, R = np.linalg.qr(H @ P)
+                    coef = _right_inverse(P, R).T
                     Ct = Q.T @ Vt
-                    Ut = _right_inverse(P, R).T @ Vt[:j]
+                    Ut = coef @ Vt[:j]
+                    CtU = Q[:j].T @ coef.T  # Cᵀ U = Qᵀ V̂ᵀ V_j coefᵀ, and V̂ᵀ V_j = [I; 0]
         else:
             steps = min(m - kk, max(maxiter - count[0], 1), n)
             Vht, H, Bm, j = _arnoldi(apply_AM, r / beta, steps, Ct, beta, tol)  # V̂ᵀ = [Cᵀ; V_{j+1}ᵀ], rows
             Vt = Vht[kk:]
-            d = 1.0 / np.linalg.norm(Ut, axis=1)
-            Ud = Ut * d[:, None]                                              # Ũᵀ; Ŵᵀ = [Ũᵀ; V_jᵀ]
+            # Ũ = U diag(d) (unit columns) is never formed: d is folded into the small matrices instead.
+            d = 1.0 / np.sqrt(np.einsum("ij,ij->i", Ut, Ut))
             G = np.zeros((kk + j + 1, kk + j))                                # Ĝ
             G[:kk, :kk] = np.diag(d)
             G[:kk, kk:] = Bm
             G[kk:, kk:] = H
-            rhs = Vht @ r
-            y = np.linalg.lstsq(G, rhs, rcond=None)[0]
-            x = x + to_x(y[:kk] @ Ud + y[kk:] @ Vt[:j])
+            # V̂ᵀ r = [Cᵀ r; β e₁]: r = β v₁ and the other v are orthogonal to it.
+            rhs = np.zeros(kk + j + 1)
+            rhs[:kk] = Ct @ r
+            rhs[kk] = beta
+            # min ‖rhs − Ĝ y‖ by blocks: Ĝ's top rows [D, B] have D diagonal, so they are met exactly by
+            # y_u = D⁻¹(Cᵀr − B y_v) once y_v solves the small GMRES problem min ‖β e₁ − H y_v‖.
+            y = np.empty(kk + j)
+            y[kk:] = np.linalg.lstsq(H, rhs[kk:], rcond=None)[0]
+            y[:kk] = (rhs[:kk] - Bm @ y[kk:]) / d
+            x = x + to_x((y[:kk] * d) @ Ut + y[kk:] @ Vt[:j])
             r = r - (G @ y) @ Vht
-            # V̂ᵀŴ = [[CᵀŨ, 0], [Vᵀ Ũ, I; 0]]: C ⟂ V by construction, so only the Ũ columns need products.
+            # V̂ᵀŴ = [[CᵀŨ, 0], [Vᵀ Ũ, I; 0]]: C ⟂ V by construction, so only the Ũ columns need products,
+            # and CᵀU is carried from the previous cycle's small matrices, so only VᵀŨ needs n-vectors.
             VW = np.zeros((kk + j + 1, kk + j))
-            VW[:, :kk] = Vht @ Ud.T
+            VW[:kk, :kk] = CtU * d
+            VW[kk:, :kk] = (Vt @ Ut.T) * d
             VW[kk: kk + j, kk:] = np.eye(j)
             P = _harmonic_ritz(G, VW, kk)
             if P.shape[1] == kk:
                 Q, R = np.linalg.qr(G @ P)
                 Ct = Q.T @ Vht
                 coef = _right_inverse(P, R).T                                 # new Uᵀ = coef · Ŵᵀ
-                Ut = coef[:, :kk] @ Ud + coef[:, kk:] @ Vt[:j]
+                coef_u = coef[:, :kk] * d
+                CtU = Q.T @ VW @ coef.T                                       # new CᵀU = Qᵀ (V̂ᵀŴ) coefᵀ
+                Ut = coef_u @ Ut + coef[:, kk:] @ Vt[:j]
         history.append(sys_.check(x, r))
     if Ut is not None:
         space.U = Ut.T.copy()
