@@ -74,7 +74,8 @@ SKR_VARIANTS = [
 ]
 
 
-def skr_case(name: str, s: int, n: int, rtol: float, repeats: int, seed: int = 0, chunk: int = 10) -> list[dict]:
+def skr_case(name: str, s: int, n: int, rtol: float, repeats: int, seed: int = 0, chunk: int = 10,
+             variants: list[int] | None = None) -> list[dict]:
     """All variants on one sequence, interleaved: `chunk` systems of each variant in turn.
 
     Interleaving spreads the changing load of the shared machine evenly over the variants; the
@@ -92,14 +93,17 @@ def skr_case(name: str, s: int, n: int, rtol: float, repeats: int, seed: int = 0
         mats = [L] * n
         rhs = fields.reshape(n, -1)
     order = sort_systems(skr_features(fields), method="greedy")
+    chosen = [SKR_VARIANTS[v] for v in (range(len(SKR_VARIANTS)) if variants is None else variants)]
+    if [v[0] for v in chosen[:2]] != [v[0] for v in SKR_VARIANTS[:2]]:
+        raise SystemExit("--skr-variants must start with 0,1 (the two baselines)")
     bnorm = np.linalg.norm(rhs, axis=1)
-    best: list[dict | None] = [None] * len(SKR_VARIANTS)
+    best: list[dict | None] = [None] * len(chosen)
     for rep in range(repeats):
         acc = [{"cpu": 0.0, "wall": 0.0, "its": 0, "conv": True, "ratio": 0.0, "space": RecycleSpace(k=20),
-                "CU": []} for _ in SKR_VARIANTS]
+                "CU": []} for _ in chosen]
         for c0 in range(0, n, chunk):
             log(f"  (a) {name} {s}² × {n}: systems {c0}–{min(c0 + chunk, n) - 1} of every variant (pass {rep + 1})")
-            for (_, kw), a in zip(SKR_VARIANTS, acc):
+            for (_, kw), a in zip(chosen, acc):
                 kw = dict(kw)
                 seq_order = order if kw.pop("sorted", False) else np.arange(n)
                 sub = seq_order[c0: c0 + chunk]
@@ -114,7 +118,7 @@ def skr_case(name: str, s: int, n: int, rtol: float, repeats: int, seed: int = 0
             if best[v] is None or a["cpu"] < best[v]["cpu"]:
                 best[v] = a
     rows = []
-    for (label, _), a in zip(SKR_VARIANTS, best):
+    for (label, _), a in zip(chosen, best):
         log(f"      {label}: {a['cpu']:.1f} s CPU, {a['wall']:.1f} s wall, {a['its']} products with A, "
             f"all converged {a['conv']}")
         rows.append({"problem": name, "unknowns": s * s, "systems": n, "rtol": rtol, "variant": label,
@@ -371,6 +375,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=Path("out/bench_solvers"))
     p.add_argument("--skr-cases", default="darcy:64:100,darcy:100:100,poisson:64:100",
                    help="(a) sequences as problem:side:systems, comma-separated (side 200 = 40 000 unknowns)")
+    p.add_argument("--skr-variants", default=None,
+                   help="(a) indices into SKR_VARIANTS to run, comma-separated, starting 0,1 (default: all six)")
     p.add_argument("--parts", default="abcd",
                    help="which parts to run: any of a, b, c, d, e (e: DCDM in 3-D, not run by default)")
     args = p.parse_args(argv)
@@ -393,7 +399,8 @@ def main(argv: list[str] | None = None) -> int:
     with threadpool_limits(limits=1):
         if "a" in args.parts:
             for name, s, n, rtol in skr_cases:
-                results["skr"] += skr_case(name, s, n, rtol, args.skr_repeats)
+                variants = None if args.skr_variants is None else [int(v) for v in args.skr_variants.split(",")]
+                results["skr"] += skr_case(name, s, n, rtol, args.skr_repeats, variants=variants)
         if "b" in args.parts:
             results["bandit"] = bandit_case(*heat, rtol=1e-8, seeds=3)
         if "c" in args.parts:
