@@ -301,7 +301,7 @@ def report(results: dict, argv: list[str]) -> str:
     out.append(f"Machine: {platform.machine()}, {results['cpu_threads']} CPU threads visible, torch and BLAS "
                "limited to 1 thread, shared with other jobs (load varies); fastest of "
                f"{results['repeats']} repeat(s) per timed solve ({results['skr_repeats']} per SKR sequence). "
-               "CPU = CPU time of the solving thread, which other jobs on the machine distort far less than wall time; "
+               "CPU = CPU time of the process (all its threads), which other jobs distort far less than wall time; "
                "ratios are between rows of the same run.")
     if results["skr"]:
         out += ["", "(a) SKR vs independent GMRES (every solve checked on its true residual; speedups against "
