@@ -9,6 +9,9 @@ returned arrays are new.
 
 from __future__ import annotations
 
+import weakref
+from collections import defaultdict
+
 import numpy as np
 import torch
 
@@ -28,7 +31,7 @@ class WarpBackend:
     def __init__(self, sim):
         wp = init_warp()
         from physim.mpm.rigid_kernels import make_rigid_kernels
-        from physim.mpm.transfer_kernels import BC_SEPARATE, BC_SLIP, BC_STICKY, make_transfer_kernels
+        from physim.mpm.transfer_kernels import BC_SEPARATE, BC_SLIP, BC_STICKY, BLOCK, make_transfer_kernels
 
         self.wp = wp
         self.sim = sim
@@ -45,7 +48,11 @@ class WarpBackend:
         laws = present if cfg.dtype == "float32" else frozenset(range(KIND_NEURAL + 1))
         self.has_rigid = any((b.material.kind & LAW_MASK) == KIND_RIGID for b in sim.bodies)
         has_mesh = any(isinstance(c, MeshCollider) for c in sim.colliders)
-        self.p2g, self.grid_update, self.g2p = make_transfer_kernels(T, laws, has_mesh)
+        K = make_transfer_kernels(T, laws, has_mesh, bool(sim.colliders))
+        self.p2g, self.grid_update, self.g2p, self.mark_blocks = K.p2g, K.grid_update, K.g2p, K.mark_blocks
+        self.stress, self.p2g_stored, self.p2g_stored_adjoint = K.stress, K.p2g_stored, K.p2g_stored_adjoint
+        self.g2p_stored, self.project_trial = K.g2p_stored, K.project_trial
+        self.g2p_stored_adjoint, self.grid_update_adjoint = K.g2p_stored_adjoint, K.grid_update_adjoint
         self.vecg, self.vecv = T.vecg, T.vec
         from physim.mpm.sort_kernels import make_sort_kernels
 
@@ -58,6 +65,13 @@ class WarpBackend:
         res = cfg.resolution
         self.res = wp.vec3i(res[0], res[1], res[2] if cfg.dim == 3 else 1)
         self.nodes = int(np.prod(res))
+        nb = [-(-r // BLOCK) for r in res] + ([1] if cfg.dim == 2 else [])
+        self.nb = wp.vec3i(*nb)
+        self.blocks = int(np.prod(nb))
+        self.nb_shape = tuple(nb[: cfg.dim])
+        self.block_nodes = BLOCK**cfg.dim
+        # every block, in order: the list of a GPU launch
+        self.all_blocks = wp.array(np.arange(self.blocks, dtype=np.int32), dtype=wp.int32, device=dev)
         self.dx = cfg.spacing
         self.bc = {"sticky": BC_STICKY, "slip": BC_SLIP, "separate": BC_SEPARATE}[cfg.boundary]
         self.gravity = T.vec(*cfg.gravity_vector)
@@ -119,6 +133,8 @@ class WarpBackend:
         d = cfg.dim
         self.no_stress = torch.zeros(1, d, d, device=sim.device, dtype=sim.dtype)
         self._pool: dict = {}
+        self._recycled: defaultdict = defaultdict(list)  # (shape, dtype, grad) -> free taped arrays
+        self._lease: list | None = None
         self._grid_clean = False
         self.flags: torch.Tensor | None = None
         self.grid_op = WarpOp(self._launch_p2g, (T.vec, T.vec, T.mat, T.mat, T.float, T.mat), name="mpm.p2g")
@@ -137,6 +153,39 @@ class WarpBackend:
             self._pool[key] = arr
         return arr
 
+    def _taped(self, shape, dtype, *, grad: bool = True, zero: bool = True):
+        """An array of the taped substeps, recycled once the tape holding it is freed.
+
+        Fresh allocations on every taped substep cost more than the kernels at 64³ (page
+        faults, and torch's multi-threaded zero fill on a busy machine); these arrays never
+        leave the operation, so they come from a free list that is refilled when the tape
+        (hence its backward) is gone. Gradient buffers are zeroed on hand-out, values when
+        `zero` (a kernel accumulates into them).
+        """
+        key = (shape, dtype, grad)
+        free = self._recycled[key]
+        if free:
+            a = free.pop()
+            if zero:
+                a.zero_()
+            if grad:
+                a.grad.zero_()
+        else:
+            a = self.wp.zeros(shape, dtype=dtype, device=self.device, requires_grad=grad)
+        self._lease.append((key, a))
+        return a
+
+    def _open_lease(self, rec: bool) -> None:
+        """Tie this call's recycled arrays to the active tape: they return to the free list with it."""
+        if not rec:
+            self._lease = None
+            return
+        lease: list = []
+        holder = _Lease()
+        weakref.finalize(holder, _release, self._recycled, lease)
+        self.wp._src.context.runtime.tape._physim_lease = holder
+        self._lease = lease
+
     # -------------------------------------------------------------------------------------- launch
     def _launch(self, ctx, x, v, C, F, table, records, friction, tau_ext):
         """`records.shape[0]` substeps: sort by cell, run the fused kernels, unsort."""
@@ -149,20 +198,27 @@ class WarpBackend:
         force = ctx.zeros(max(self.ncol, 1), T.vec3)
         torque = ctx.zeros(max(self.ncol, 1), T.vec3)
         self._shared_grads = None  # grid gradient buffers shared by this call's taped substeps
+        self._open_lease(rec)
         self.flags = torch.zeros(S, 2, dtype=torch.int32, device=self.sim.device)
         flags_all = wp.from_torch(self.flags, dtype=wp.int32)
 
         # cell order (integer permutation: not differentiated), then state and constants in that order
         keys = self._buf("keys", 2 * n, wp.int32)
-        order = self._buf("order", 2 * n, wp.int32, fresh=rec)
+        order = self._taped(2 * n, wp.int32, grad=False, zero=False) if rec else self._buf("order", 2 * n, wp.int32)
         if cfg.sort_particles:
             wp.launch(self.cell_keys, n, inputs=[x, self.res, inv_dx], outputs=[keys, order], device=dev)
             wp.utils.radix_sort_pairs(keys, order, n)
         else:
             order.assign(np.arange(2 * n, dtype=np.int32) % max(n, 1))
-        body, vol = self._buf("body", n, wp.int32, rec), self._buf("vol", n, T.float, rec)
-        rslot = self._buf("rslot", n, wp.int32, rec)
-        ridx = self._buf("ridx", max(self.rigid_particles, 1), wp.int32, rec)
+        if rec:
+            body = self._taped(n, wp.int32, grad=False, zero=False)
+            vol = self._taped(n, T.float, grad=False, zero=False)
+            rslot = self._taped(n, wp.int32, grad=False, zero=False)
+            ridx = self._taped(max(self.rigid_particles, 1), wp.int32, grad=False, zero=False)
+        else:
+            body, vol = self._buf("body", n, wp.int32), self._buf("vol", n, T.float)
+            rslot = self._buf("rslot", n, wp.int32)
+            ridx = self._buf("ridx", max(self.rigid_particles, 1), wp.int32)
         wp.launch(self.gather_static, n, inputs=[order, self.body, self.vol, self.rslot],
                   outputs=[body, vol, rslot, ridx], device=dev)
         cur = self._particles(ctx, rec, "sorted")
@@ -181,17 +237,38 @@ class WarpBackend:
                 if not self._grid_clean:
                     grid.zero_()
                 grid_v = self._buf("grid_v", nodes, self.vecv)
-            wp.launch(self.p2g, n, inputs=[xs, vs, Cs, Fs, body, vol, self.kinds, table, tau_ext,
-                                           self.res, inv_dx, dt], outputs=[grid], device=dev)
+            blist, nblk = self._active_blocks(xs, inv_dx, rec)
+            if rec:  # stress stored, so that the scatter's adjoint does not replay the material law
+                tau = self._taped(n, T.mat, zero=False)
+                wp.launch(self.stress, n, inputs=[Cs, Fs, body, self.kinds, table, tau_ext], outputs=[tau], device=dev)
+                args = [xs, vs, Cs, tau, body, vol, table, self.res, inv_dx, dt]
+                wp.launch(self.p2g_stored, n, inputs=args, outputs=[grid], device=dev, record_tape=False)
+                self._record_p2g_adjoint(args, grid, cur, tau, table)
+            else:
+                wp.launch(self.p2g, n, inputs=[xs, vs, Cs, Fs, body, vol, self.kinds, table, tau_ext,
+                                               self.res, inv_dx, dt], outputs=[grid], device=dev)
             # without a tape the grid is cleared by the kernel that reads it last (saves a pass)
-            wp.launch(self.grid_update, nodes,
+            # without colliders the grid update's adjoint is hand-written (about 3× cheaper than Warp's)
+            wp.launch(self.grid_update, nblk * self.block_nodes,
                       inputs=[grid, self.res, T.float(self.dx), dt, self.gravity, cfg.bound, self.bc, self.ncol,
-                              self.ctype, self.cparam, self.cmesh, self.csticky, records, s, friction, int(not rec)],
-                      outputs=[grid_v, force, torque], device=dev)
+                              self.ctype, self.cparam, self.cmesh, self.csticky, records, s, friction, int(not rec),
+                              blist, self.nb],
+                      outputs=[grid_v, force, torque], device=dev, record_tape=self.ncol > 0)
+            if rec and self.ncol == 0:
+                self._record_grid_adjoint(grid, grid_v, blist, nblk, dt)
             self._grid_clean = not rec
             outs = self._particles(ctx, rec, f"g2p{s % 2}")
-            wp.launch(self.g2p, n, inputs=[xs, Fs, body, self.kinds, table, grid_v, self.res, inv_dx, dt],
-                      outputs=[*outs, flags_all[s]], device=dev)
+            if rec:  # the transfer with a hand-written adjoint, the projection with Warp's
+                Ft = self._taped(n, T.mat, zero=False)
+                args = [xs, Fs, grid_v, self.res, inv_dx, dt]
+                wp.launch(self.g2p_stored, n, inputs=args, outputs=[*outs[:3], Ft, flags_all[s]], device=dev,
+                          record_tape=False)
+                self._record_g2p_adjoint(args, outs, Ft, Fs, grid_v)
+                wp.launch(self.project_trial, n, inputs=[Ft, body, self.kinds, table], outputs=[outs[3], flags_all[s]],
+                          device=dev)
+            else:
+                wp.launch(self.g2p, n, inputs=[xs, Fs, body, self.kinds, table, grid_v, self.res, inv_dx, dt],
+                          outputs=[*outs, flags_all[s]], device=dev)
             if self.has_rigid:
                 outs = self._rigid(ctx, outs, table, body, vol, rslot, ridx, rec, tag=f"rigid{s % 2}")
             cur = outs
@@ -199,6 +276,77 @@ class WarpBackend:
         final = self._fresh_particles(ctx, rec)
         wp.launch(self.scatter, n, inputs=[order, *cur], outputs=list(final), device=dev)
         return (*final, force, torque)
+
+    def _record_p2g_adjoint(self, args, grid, cur, tau, table) -> None:
+        """Put the hand-written adjoint of `p2g_stored` on the tape (about 3× cheaper than Warp's)."""
+        wp = self.wp
+        xs, vs, Cs, _ = cur
+        tg = table.grad if table.requires_grad else self._no_table_grad(table)
+        adj_in = [*args, grid.grad, int(table.requires_grad)]
+        adj_out = [xs.grad, vs.grad, Cs.grad, tau.grad, tg]
+
+        def backward():
+            wp.launch(self.p2g_stored_adjoint, self.n, inputs=adj_in, outputs=adj_out, device=self.device)
+
+        wp._src.context.runtime.tape.record_func(backward=backward, arrays=[])
+
+    def _record_g2p_adjoint(self, args, outs, Ft, Fs, grid_v) -> None:
+        """Put the hand-written adjoint of `g2p_stored` on the tape."""
+        wp = self.wp
+        xs = args[0]
+        x_out, v_out, C_out, _ = outs
+        adj_in = [*args, v_out, C_out, x_out.grad, v_out.grad, C_out.grad, Ft.grad]
+        adj_out = [xs.grad, Fs.grad, grid_v.grad]
+
+        def backward():
+            wp.launch(self.g2p_stored_adjoint, self.n, inputs=adj_in, outputs=adj_out, device=self.device)
+
+        wp._src.context.runtime.tape.record_func(backward=backward, arrays=[])
+
+    def _record_grid_adjoint(self, grid, grid_v, blist, nblk, dt) -> None:
+        """Put the hand-written adjoint of a collider-free `grid_update` on the tape."""
+        wp = self.wp
+        adj_in = [grid, self.res, dt, self.gravity, self.cfg.bound, self.bc, blist, self.nb, grid_v.grad]
+
+        def backward():
+            wp.launch(self.grid_update_adjoint, nblk * self.block_nodes, inputs=adj_in, outputs=[grid.grad],
+                      device=self.device)
+
+        wp._src.context.runtime.tape.record_func(backward=backward, arrays=[])
+
+    def _no_table_grad(self, table):
+        t = self._pool.get("no_table_grad")
+        if t is None or t.shape != table.shape:
+            t = self.wp.zeros(table.shape, dtype=table.dtype, device=self.device)
+            self._pool["no_table_grad"] = t
+        return t
+
+    def _active_blocks(self, xs, inv_dx, rec: bool):
+        """(block list, count) for the grid update: the touched blocks on a CPU, every block on a GPU.
+
+        A CPU thread costs nearly the same whether its node holds mass or not (the adjoint kernel
+        zeroes its locals first), so on a CPU the particles flag their stencil's base block and
+        the host dilates and compacts the flags (a few thousand, read without a copy). A GPU
+        would wait for the host, so it visits every block.
+        """
+        wp = self.wp
+        if self.device != "cpu":
+            return self.all_blocks, self.blocks
+        marks = self._buf("marks", self.blocks, wp.int32)
+        marks.zero_()
+        wp.launch(self.mark_blocks, self.n, inputs=[xs, self.res, self.nb, inv_dx], outputs=[marks],
+                  device=self.device, record_tape=False)
+        m = marks.numpy().reshape(self.nb_shape).astype(bool)
+        for ax in range(m.ndim):  # a stencil reaches one block up along each axis
+            lo = [slice(None)] * m.ndim
+            hi = [slice(None)] * m.ndim
+            lo[ax], hi[ax] = slice(1, None), slice(None, -1)
+            m[tuple(lo)] |= m[tuple(hi)]
+        idx = np.flatnonzero(m)
+        lst = self._taped(self.blocks, wp.int32, grad=False, zero=False) if rec else self._buf(
+            "blocks", self.blocks, wp.int32)
+        lst.numpy()[: len(idx)] = idx
+        return lst, len(idx)
 
     def _launch_p2g(self, ctx, x, v, C, F, table, tau_ext):
         """Particle-to-grid transfer only: the grid's mass and momentum (with the stress impulse of one dt)."""
@@ -220,9 +368,7 @@ class WarpBackend:
         """
         wp, nodes = self.wp, self.nodes
         if self._shared_grads is None:
-            gg = ctx.zeros(nodes, self.vecg)
-            gv = ctx.zeros(nodes, self.vecv)
-            self._shared_grads = (gg.grad, gv.grad)
+            self._shared_grads = (self._taped(nodes, self.vecg, grad=False), self._taped(nodes, self.vecv, grad=False))
         gg_grad, gv_grad = self._shared_grads
         tape = wp._src.context.runtime.tape
 
@@ -231,32 +377,35 @@ class WarpBackend:
             gv_grad.zero_()
 
         tape.record_func(backward=clear, arrays=[])
-        opts = {"device": self.sim.device, "dtype": self.sim.dtype}
-        d = self.cfg.dim
-        grid = wp.from_torch(torch.zeros(nodes, self.vecg._length_, **opts), dtype=self.vecg, requires_grad=True,
-                             grad=wp.to_torch(gg_grad))
+        grid = self._taped(nodes, self.vecg, grad=False)
+        grid.grad = gg_grad
         # every node's velocity is written by grid_update: no zero fill needed
-        width = self.vecv._length_ if hasattr(self.vecv, "_length_") else d
-        grid_v = wp.from_torch(torch.empty(nodes, width, **opts), dtype=self.vecv, requires_grad=True,
-                               grad=wp.to_torch(gv_grad))
+        grid_v = self._taped(nodes, self.vecv, grad=False, zero=False)
+        grid_v.grad = gv_grad
         return grid, grid_v
 
     def _fresh_particles(self, ctx, rec: bool):
         T, n = self.T, self.n
-        if rec:
-            return ctx.zeros(n, T.vec), ctx.zeros(n, T.vec), ctx.zeros(n, T.mat), ctx.zeros(n, T.mat)
         wp, d = self.wp, self.cfg.dim
         opts = {"device": self.sim.device, "dtype": self.sim.dtype}
-        return (wp.from_torch(torch.empty(n, d, **opts), dtype=T.vec),
-                wp.from_torch(torch.empty(n, d, **opts), dtype=T.vec),
-                wp.from_torch(torch.empty(n, d, d, **opts), dtype=T.mat),
-                wp.from_torch(torch.empty(n, d, d, **opts), dtype=T.mat))
+
+        def out(*shape, dtype):
+            # torch.empty, not ctx.zeros: the scatter writes every entry, and torch's zero fill
+            # runs on several threads, which stalls on a busy machine; Warp zeroes the gradient
+            a = wp.from_torch(torch.empty(shape, **opts), dtype=dtype)
+            if rec:
+                a.grad = wp.from_torch(torch.empty(shape, **opts), dtype=dtype)
+                a.grad.zero_()
+            return a
+
+        return out(n, d, dtype=T.vec), out(n, d, dtype=T.vec), out(n, d, d, dtype=T.mat), out(n, d, d, dtype=T.mat)
 
     def _particles(self, ctx, fresh: bool, tag: str):
         """Particle arrays: fresh ones on the tape, reused buffers otherwise."""
         T, n = self.T, self.n
-        if fresh:
-            return ctx.zeros(n, T.vec), ctx.zeros(n, T.vec), ctx.zeros(n, T.mat), ctx.zeros(n, T.mat)
+        if fresh:  # every entry is written by the kernel that fills them: no zero fill
+            return (self._taped(n, T.vec, zero=False), self._taped(n, T.vec, zero=False),
+                    self._taped(n, T.mat, zero=False), self._taped(n, T.mat, zero=False))
         return (self._buf(tag + "x", n, T.vec), self._buf(tag + "v", n, T.vec), self._buf(tag + "C", n, T.mat),
                 self._buf(tag + "F", n, T.mat))
 
@@ -288,3 +437,13 @@ class WarpBackend:
                                      f"is NaN or inf for {f[s, 0]} particle(s) (is dt too large for the material?)")
         raise SimulationDiverged(substep0 + s + 1, "particle_x",
                                  f"left the domain for {f[s, 1]} particle(s) (faster than the walls can stop them)")
+
+
+class _Lease:
+    """Tied to a tape: when the tape is freed, its recycled arrays return to the free list."""
+
+
+def _release(free: defaultdict, lease: list) -> None:
+    for key, a in lease:
+        free[key].append(a)
+    lease.clear()

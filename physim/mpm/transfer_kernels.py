@@ -17,6 +17,7 @@ floating-point summation order.
 """
 
 import functools
+from types import SimpleNamespace
 
 import warp as wp
 
@@ -30,12 +31,16 @@ from physim.mpm.materials.von_mises_kernels import make_von_mises_funcs
 __all__ = ["BC_SEPARATE", "BC_SLIP", "BC_STICKY", "make_transfer_kernels"]
 
 BC_STICKY, BC_SLIP, BC_SEPARATE = 0, 1, 2
+BLOCK = 4  # nodes per axis of an activity block of the grid
 COLLIDER_PLANE, COLLIDER_BOX, COLLIDER_SPHERE, COLLIDER_CYLINDER, COLLIDER_CAPSULE, COLLIDER_MESH = range(6)
 
 
 @functools.cache
-def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool):
-    """Kernels ``p2g, grid_update, g2p`` of one variant; `laws` lists the material codes compiled in."""
+def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool, has_colliders: bool = True):
+    """Kernels of one variant (p2g, grid_update, g2p, mark_blocks, stress, p2g_stored and its adjoint).
+
+    `laws` lists the material codes compiled in; without colliders their code is left out.
+    """
     dim, float_t, vec, mat, vecg, vec3, quat = T.dim, T.float, T.vec, T.mat, T.vecg, T.vec3, T.quat
     E = make_elastic_funcs(T)
     fl = make_fluid_funcs(T)
@@ -52,6 +57,7 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool):
     LAW_MASK, TORCH_PROJECTION = mb.LAW_MASK, mb.TORCH_PROJECTION
     P0 = mb.COL_P0
     tiny = 1e-12 if T.float == wp.float64 else 1e-7
+    BLOCK_NODES = BLOCK**dim
 
     @wp.func
     def kirchhoff(kind: int, Fp: mat, Cp: mat, table: wp.array2d(dtype=float_t), b: int, text: mat) -> mat:
@@ -130,39 +136,14 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool):
             out[r] = A[r, c] * dx
         return out
 
-    @wp.kernel
-    def p2g(
-        x: wp.array(dtype=vec),
-        v: wp.array(dtype=vec),
-        C: wp.array(dtype=mat),
-        F: wp.array(dtype=mat),
-        body: wp.array(dtype=wp.int32),
-        vol: wp.array(dtype=float_t),
-        kinds: wp.array(dtype=wp.int32),
-        table: wp.array2d(dtype=float_t),
-        tau_ext: wp.array(dtype=mat),
-        res: wp.vec3i,
-        inv_dx: float_t,
-        dt: float_t,
-        # outputs
-        grid: wp.array(dtype=vecg),
-    ):
-        """Scatter mass and APIC momentum with the fused stress (MLS-MPM)."""
-        p = wp.tid()
-        b = body[p]
-        kind = kinds[b] & LAW_MASK
-        Vp = vol[p]
-        m = table[b, 0] * Vp
-        Cp = C[p]
-        text = mat()
-        if wp.static(has_neural):
-            if kind == mb.KIND_NEURAL:
-                text = tau_ext[p]
-        tau = kirchhoff(kind, F[p], Cp, table, b, text)
+    @wp.func
+    def scatter(xp: vec, vp: vec, Cp: mat, m: float_t, Vp: float_t, tau: mat, res: wp.vec3i, inv_dx: float_t,
+                dt: float_t, grid: wp.array(dtype=vecg)):
+        """Mass and APIC momentum of one particle to its 3^d nodes."""
         dx = float_t(1.0) / inv_dx
         A = (-dt * Vp * float_t(4.0) * inv_dx * inv_dx) * tau + m * Cp
-        xs = x[p] * inv_dx
-        mv = m * v[p]
+        xs = xp * inv_dx
+        mv = m * vp
         # node value = w (m v + A (o − f) dx) = w (q + Σ_c o_c a_c), accumulated axis by axis
         a0 = column(A, 0, dx)
         a1 = column(A, 1, dx)
@@ -200,6 +181,203 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool):
                     w = w0[i] * w1[j]
                     val = w * (qi + offs(j) * a1)
                     wp.atomic_add(grid, row + j, vecg(val[0], val[1], w * m))
+
+    @wp.kernel
+    def p2g(
+        x: wp.array(dtype=vec),
+        v: wp.array(dtype=vec),
+        C: wp.array(dtype=mat),
+        F: wp.array(dtype=mat),
+        body: wp.array(dtype=wp.int32),
+        vol: wp.array(dtype=float_t),
+        kinds: wp.array(dtype=wp.int32),
+        table: wp.array2d(dtype=float_t),
+        tau_ext: wp.array(dtype=mat),
+        res: wp.vec3i,
+        inv_dx: float_t,
+        dt: float_t,
+        # outputs
+        grid: wp.array(dtype=vecg),
+    ):
+        """Scatter mass and APIC momentum with the fused stress (MLS-MPM)."""
+        p = wp.tid()
+        b = body[p]
+        kind = kinds[b] & LAW_MASK
+        Vp = vol[p]
+        Cp = C[p]
+        text = mat()
+        if wp.static(has_neural):
+            if kind == mb.KIND_NEURAL:
+                text = tau_ext[p]
+        tau = kirchhoff(kind, F[p], Cp, table, b, text)
+        scatter(x[p], v[p], Cp, table[b, 0] * Vp, Vp, tau, res, inv_dx, dt, grid)
+
+    @wp.kernel
+    def stress(
+        C: wp.array(dtype=mat),
+        F: wp.array(dtype=mat),
+        body: wp.array(dtype=wp.int32),
+        kinds: wp.array(dtype=wp.int32),
+        table: wp.array2d(dtype=float_t),
+        tau_ext: wp.array(dtype=mat),
+        # outputs
+        tau: wp.array(dtype=mat),
+    ):
+        """Kirchhoff stress of each particle (the taped substep stores it: the scatter's adjoint then
+        does not replay the material, whose adjoint runs once, in this kernel's)."""
+        p = wp.tid()
+        b = body[p]
+        kind = kinds[b] & LAW_MASK
+        text = mat()
+        if wp.static(has_neural):
+            if kind == mb.KIND_NEURAL:
+                text = tau_ext[p]
+        tau[p] = kirchhoff(kind, F[p], C[p], table, b, text)
+
+    @wp.kernel
+    def p2g_stored(
+        x: wp.array(dtype=vec),
+        v: wp.array(dtype=vec),
+        C: wp.array(dtype=mat),
+        tau: wp.array(dtype=mat),
+        body: wp.array(dtype=wp.int32),
+        vol: wp.array(dtype=float_t),
+        table: wp.array2d(dtype=float_t),
+        res: wp.vec3i,
+        inv_dx: float_t,
+        dt: float_t,
+        # outputs
+        grid: wp.array(dtype=vecg),
+    ):
+        """`p2g` with the stress read from `stress`'s output."""
+        p = wp.tid()
+        Vp = vol[p]
+        scatter(x[p], v[p], C[p], table[body[p], 0] * Vp, Vp, tau[p], res, inv_dx, dt, grid)
+
+    @wp.func
+    def dweights(f: float_t) -> vec3:
+        """Derivatives of `weights` with respect to f."""
+        return vec3(f - float_t(1.5), float_t(2.0) * (float_t(1.0) - f), f - float_t(0.5))
+
+    @wp.kernel
+    def p2g_stored_adjoint(
+        x: wp.array(dtype=vec),
+        v: wp.array(dtype=vec),
+        C: wp.array(dtype=mat),
+        tau: wp.array(dtype=mat),
+        body: wp.array(dtype=wp.int32),
+        vol: wp.array(dtype=float_t),
+        table: wp.array2d(dtype=float_t),
+        res: wp.vec3i,
+        inv_dx: float_t,
+        dt: float_t,
+        grid_grad: wp.array(dtype=vecg),
+        table_needs_grad: int,
+        # outputs (accumulated)
+        x_grad: wp.array(dtype=vec),
+        v_grad: wp.array(dtype=vec),
+        C_grad: wp.array(dtype=mat),
+        tau_grad: wp.array(dtype=mat),
+        table_grad: wp.array2d(dtype=float_t),
+    ):
+        """Hand-written adjoint of `p2g_stored` (a gather: no atomics on the grid, no replay).
+
+        With node values P_o = w_o (m v + A (x_o − x_p)), M_o = w_o m, A = k τ + m C,
+        k = −4 Δt V_p/Δx², and incoming gradients (G_o, g_o): S = Σ w_o G_o,
+        Q = Σ w_o G_o (x_o − x_p)ᵀ; then ∂v = m S, ∂A = Q, ∂τ = k Q, ∂C = m Q,
+        ∂m = S·v + Σ w_o g_o + Q:C, and ∂x_p = Σ ∇w_o (G_o·P_o/w_o + g_o m) − Aᵀ S.
+        """
+        p = wp.tid()
+        b = body[p]
+        Vp = vol[p]
+        m = table[b, 0] * Vp
+        vp = v[p]
+        Cp = C[p]
+        tp = tau[p]
+        dx = float_t(1.0) / inv_dx
+        k = -dt * Vp * float_t(4.0) * inv_dx * inv_dx
+        A = k * tp + m * Cp
+        xs = x[p] * inv_dx
+        mv = m * vp
+        S = vec()
+        Q = mat()
+        sm = float_t(0.0)
+        gf = vec()  # ∂L/∂f through the weights
+        if wp.static(dim == 3):
+            b0 = cell_base(xs[0], res[0])
+            b1 = cell_base(xs[1], res[1])
+            b2 = cell_base(xs[2], res[2])
+            f = vec(xs[0] - float_t(b0), xs[1] - float_t(b1), xs[2] - float_t(b2))
+            w0 = weights(f[0])
+            w1 = weights(f[1])
+            w2 = weights(f[2])
+            d0 = dweights(f[0])
+            d1 = dweights(f[1])
+            d2 = dweights(f[2])
+            for i in range(3):
+                for j in range(3):
+                    row = ((b0 + i) * res[1] + b1 + j) * res[2] + b2
+                    for kk in range(3):
+                        g = grid_grad[row + kk]
+                        G = vec(g[0], g[1], g[2])
+                        r = vec(offs(i) - f[0], offs(j) - f[1], offs(kk) - f[2]) * dx
+                        w = w0[i] * w1[j] * w2[kk]
+                        wG = w * G
+                        S += wG
+                        Q += wp.outer(wG, r)
+                        sm += w * g[3]
+                        # value per unit weight, contracted with the incoming gradient
+                        e = wp.dot(G, mv + A * r) + g[3] * m
+                        gf += e * vec(d0[i] * w1[j] * w2[kk], w0[i] * d1[j] * w2[kk], w0[i] * w1[j] * d2[kk])
+        else:
+            b0 = cell_base(xs[0], res[0])
+            b1 = cell_base(xs[1], res[1])
+            f = vec(xs[0] - float_t(b0), xs[1] - float_t(b1))
+            w0 = weights(f[0])
+            w1 = weights(f[1])
+            d0 = dweights(f[0])
+            d1 = dweights(f[1])
+            for i in range(3):
+                row = (b0 + i) * res[1] + b1
+                for j in range(3):
+                    g = grid_grad[row + j]
+                    G = vec(g[0], g[1])
+                    r = vec(offs(i) - f[0], offs(j) - f[1]) * dx
+                    w = w0[i] * w1[j]
+                    wG = w * G
+                    S += wG
+                    Q += wp.outer(wG, r)
+                    sm += w * g[2]
+                    e = wp.dot(G, mv + A * r) + g[2] * m
+                    gf += e * vec(d0[i] * w1[j], w0[i] * d1[j])
+        # f = x/Δx − base: ∂f/∂x = 1/Δx; the (x_o − x_p) factor adds −Aᵀ S
+        x_grad[p] = x_grad[p] + inv_dx * gf - wp.transpose(A) * S
+        v_grad[p] = v_grad[p] + m * S
+        C_grad[p] = C_grad[p] + m * Q
+        tau_grad[p] = tau_grad[p] + k * Q
+        if table_needs_grad != 0:
+            gm = wp.dot(S, vp) + sm + wp.ddot(Q, Cp)
+            wp.atomic_add(table_grad, b, 0, Vp * gm)
+
+    @wp.kernel
+    def mark_blocks(x: wp.array(dtype=vec), res: wp.vec3i, nb: wp.vec3i, inv_dx: float_t,
+                    marks: wp.array(dtype=wp.int32)):
+        """Flag the grid block (BLOCK^d nodes) holding each particle's stencil base node.
+
+        A stencil (3 nodes per axis) reaches into the next block along an axis at most, so the
+        blocks touched this substep are the flagged ones dilated by one block upwards per axis.
+        """
+        p = wp.tid()
+        xs = x[p] * inv_dx
+        if wp.static(dim == 3):
+            i = cell_base(xs[0], res[0]) / BLOCK
+            j = cell_base(xs[1], res[1]) / BLOCK
+            k = cell_base(xs[2], res[2]) / BLOCK
+            marks[(i * nb[1] + j) * nb[2] + k] = 1
+        else:
+            i = cell_base(xs[0], res[0]) / BLOCK
+            j = cell_base(xs[1], res[1]) / BLOCK
+            marks[i * nb[1] + j] = 1
 
     # ---------------------------------------------------------------------------------- colliders
     @wp.func
@@ -300,13 +478,30 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool):
         s: int,
         friction: wp.array(dtype=float_t),
         clear: int,
+        blocks: wp.array(dtype=wp.int32),
+        nb: wp.vec3i,
         # outputs
         grid_v: wp.array(dtype=vec),
         force: wp.array(dtype=vec3),
         torque: wp.array(dtype=vec3),
     ):
         """Grid velocities, colliders with Coulomb friction (reaction force and torque), domain walls."""
-        node = wp.tid()
+        # one thread per node of the listed blocks; nodes of blocks no particle touches hold no
+        # mass and are read by no particle, so they need not be visited
+        t = wp.tid()
+        blk = blocks[t / BLOCK_NODES]
+        loc = t % BLOCK_NODES
+        I = wp.vec3i()
+        if wp.static(dim == 3):
+            I = wp.vec3i((blk / (nb[1] * nb[2])) * BLOCK + loc / (BLOCK * BLOCK),
+                         ((blk / nb[2]) % nb[1]) * BLOCK + (loc / BLOCK) % BLOCK, (blk % nb[2]) * BLOCK + loc % BLOCK)
+            if I[0] >= res[0] or I[1] >= res[1] or I[2] >= res[2]:
+                return
+        else:
+            I = wp.vec3i((blk / nb[1]) * BLOCK + loc / BLOCK, (blk % nb[1]) * BLOCK + loc % BLOCK, 0)
+            if I[0] >= res[0] or I[1] >= res[1]:
+                return
+        node = (I[0] * res[1] + I[1]) * res[2] + I[2]
         g = grid[node]
         if clear != 0:
             grid[node] = vecg()
@@ -316,42 +511,38 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool):
             for d in range(dim):
                 v[d] = g[d] / m
             v = v + dt * gravity
-            # node coordinates
-            I = wp.vec3i()
-            if wp.static(dim == 3):
-                I = wp.vec3i(node / (res[1] * res[2]), (node / res[2]) % res[1], node % res[2])
-            else:
-                I = wp.vec3i(node / res[1], node % res[1], 0)
             pos = vec3(float_t(I[0]) * dx, float_t(I[1]) * dx, float_t(I[2]) * dx)
-            # the most-penetrated collider acts (an index: found without gradients, then applied with them)
-            best = deepest(pos, ncol, ctype, cparam, cmesh, cstate, s)
-            if best >= 0:
-                c = best
-                cp = vec3(cstate[s, c, 0], cstate[s, c, 1], cstate[s, c, 2])
-                cq = quat(cstate[s, c, 3], cstate[s, c, 4], cstate[s, c, 5], cstate[s, c, 6])
-                cv = vec3(cstate[s, c, 7], cstate[s, c, 8], cstate[s, c, 9])
-                cw = vec3(cstate[s, c, 10], cstate[s, c, 11], cstate[s, c, 12])
-                r = pos - cp
-                n = wp.quat_rotate(cq, normal_local(ctype[c], wp.quat_rotate_inv(cq, r), cparam[c], cmesh[c],
-                                                    float_t(0.5) * dx))
-                vc = from3(cv + wp.cross(cw, r))
-                nn = from3(n)
-                vr = v - vc
-                vn = wp.dot(vr, nn)
-                v_new = v
-                if csticky[c] != 0:
-                    v_new = vc
-                elif vn < float_t(0.0):
-                    vt = vr - vn * nn
-                    lt = wp.length(vt)
-                    fac = float_t(0.0)
-                    if lt > float_t(tiny):
-                        fac = wp.max(float_t(0.0), float_t(1.0) + friction[c] * vn / lt)
-                    v_new = vc + fac * vt
-                f = to3((m / dt) * (v - v_new))
-                wp.atomic_add(force, c, f)
-                wp.atomic_add(torque, c, wp.cross(r, f))
-                v = v_new
+            # compiled out of scenes without colliders: its adjoint's locals cost every node
+            if wp.static(has_colliders):
+                # the most-penetrated collider acts (an index: found without gradients, then applied with them)
+                best = deepest(pos, ncol, ctype, cparam, cmesh, cstate, s)
+                if best >= 0:
+                    c = best
+                    cp = vec3(cstate[s, c, 0], cstate[s, c, 1], cstate[s, c, 2])
+                    cq = quat(cstate[s, c, 3], cstate[s, c, 4], cstate[s, c, 5], cstate[s, c, 6])
+                    cv = vec3(cstate[s, c, 7], cstate[s, c, 8], cstate[s, c, 9])
+                    cw = vec3(cstate[s, c, 10], cstate[s, c, 11], cstate[s, c, 12])
+                    r = pos - cp
+                    n = wp.quat_rotate(cq, normal_local(ctype[c], wp.quat_rotate_inv(cq, r), cparam[c], cmesh[c],
+                                                        float_t(0.5) * dx))
+                    vc = from3(cv + wp.cross(cw, r))
+                    nn = from3(n)
+                    vr = v - vc
+                    vn = wp.dot(vr, nn)
+                    v_new = v
+                    if csticky[c] != 0:
+                        v_new = vc
+                    elif vn < float_t(0.0):
+                        vt = vr - vn * nn
+                        lt = wp.length(vt)
+                        fac = float_t(0.0)
+                        if lt > float_t(tiny):
+                            fac = wp.max(float_t(0.0), float_t(1.0) + friction[c] * vn / lt)
+                        v_new = vc + fac * vt
+                    f = to3((m / dt) * (v - v_new))
+                    wp.atomic_add(force, c, f)
+                    wp.atomic_add(torque, c, wp.cross(r, f))
+                    v = v_new
             # domain walls
             for ax in range(dim):
                 lo = I[ax] < bound
@@ -364,6 +555,72 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool):
                         if bc == BC_SLIP or into:
                             v[ax] = float_t(0.0)
         grid_v[node] = v
+
+    @wp.func
+    def block_node(t: int, blocks: wp.array(dtype=wp.int32), nb: wp.vec3i, res: wp.vec3i) -> wp.vec3i:
+        """Coordinates of the node visited by thread t of a launch over listed blocks (-1 if past the grid)."""
+        blk = blocks[t / BLOCK_NODES]
+        loc = t % BLOCK_NODES
+        I = wp.vec3i()
+        if wp.static(dim == 3):
+            I = wp.vec3i((blk / (nb[1] * nb[2])) * BLOCK + loc / (BLOCK * BLOCK),
+                         ((blk / nb[2]) % nb[1]) * BLOCK + (loc / BLOCK) % BLOCK, (blk % nb[2]) * BLOCK + loc % BLOCK)
+            if I[0] >= res[0] or I[1] >= res[1] or I[2] >= res[2]:
+                I = wp.vec3i(-1, 0, 0)
+        else:
+            I = wp.vec3i((blk / nb[1]) * BLOCK + loc / BLOCK, (blk % nb[1]) * BLOCK + loc % BLOCK, 0)
+            if I[0] >= res[0] or I[1] >= res[1]:
+                I = wp.vec3i(-1, 0, 0)
+        return I
+
+    @wp.kernel
+    def grid_update_adjoint(
+        grid: wp.array(dtype=vecg),
+        res: wp.vec3i,
+        dt: float_t,
+        gravity: vec,
+        bound: int,
+        bc: int,
+        blocks: wp.array(dtype=wp.int32),
+        nb: wp.vec3i,
+        grid_v_grad: wp.array(dtype=vec),
+        # outputs (accumulated)
+        grid_grad: wp.array(dtype=vecg),
+    ):
+        """Hand-written adjoint of `grid_update` in a scene without colliders.
+
+        v = (m v)/m + Δt g, then the walls zero some components (a 0/1 mask M replayed from the
+        forward values): ∂(m v) = M ∂v / m, ∂m = −(M ∂v)·((m v)/m) / m.
+        """
+        I = block_node(wp.tid(), blocks, nb, res)
+        if I[0] < 0:
+            return
+        node = (I[0] * res[1] + I[1]) * res[2] + I[2]
+        g = grid[node]
+        m = g[dim]
+        if m > float_t(0.0):
+            u = vec()  # (m v)/m
+            for d in range(dim):
+                u[d] = g[d] / m
+            v = u + dt * gravity
+            gv = grid_v_grad[node]
+            for ax in range(dim):
+                lo = I[ax] < bound
+                hi = I[ax] >= res[ax] - bound
+                if lo or hi:
+                    if bc == BC_STICKY:
+                        v = vec()
+                        gv = vec()
+                    else:
+                        into = (lo and v[ax] < float_t(0.0)) or (hi and v[ax] > float_t(0.0))
+                        if bc == BC_SLIP or into:
+                            v[ax] = float_t(0.0)
+                            gv[ax] = float_t(0.0)
+            out = vecg()
+            for d in range(dim):
+                out[d] = gv[d] / m
+            out[dim] = -wp.dot(gv, u) / m
+            grid_grad[node] = grid_grad[node] + out
 
     @wp.kernel
     def g2p(
@@ -459,4 +716,170 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool):
                 if xg[d] < float_t(0.5) or xg[d] > float_t(res[d]) - float_t(1.5):
                     wp.atomic_add(flags, 1, 1)
 
-    return p2g, grid_update, g2p
+    @wp.func
+    def gather(xp: vec, grid_v: wp.array(dtype=vec), res: wp.vec3i, inv_dx: float_t):
+        """APIC gather of one particle: velocity v_p = Σ w v_i and affine field C_p = (4/Δx²) Σ w v_i (x_i − x_p)ᵀ."""
+        xs = xp * inv_dx
+        vp = vec()
+        B = mat()
+        if wp.static(dim == 3):
+            b0 = cell_base(xs[0], res[0])
+            b1 = cell_base(xs[1], res[1])
+            b2 = cell_base(xs[2], res[2])
+            f = vec(xs[0] - float_t(b0), xs[1] - float_t(b1), xs[2] - float_t(b2))
+            w0 = weights(f[0])
+            w1 = weights(f[1])
+            w2 = weights(f[2])
+            for i in range(3):
+                for j in range(3):
+                    row = ((b0 + i) * res[1] + b1 + j) * res[2] + b2
+                    for k in range(3):
+                        wv = (w0[i] * w1[j] * w2[k]) * grid_v[row + k]
+                        vp += wv
+                        B += wp.outer(wv, vec(offs(i) - f[0], offs(j) - f[1], offs(k) - f[2]))
+        else:
+            b0 = cell_base(xs[0], res[0])
+            b1 = cell_base(xs[1], res[1])
+            f = vec(xs[0] - float_t(b0), xs[1] - float_t(b1))
+            w0 = weights(f[0])
+            w1 = weights(f[1])
+            for i in range(3):
+                row = (b0 + i) * res[1] + b1
+                for j in range(3):
+                    wv = (w0[i] * w1[j]) * grid_v[row + j]
+                    vp += wv
+                    B += wp.outer(wv, vec(offs(i) - f[0], offs(j) - f[1]))
+        return vp, (float_t(4.0) * inv_dx) * B
+
+    @wp.kernel
+    def g2p_stored(
+        x: wp.array(dtype=vec),
+        F: wp.array(dtype=mat),
+        grid_v: wp.array(dtype=vec),
+        res: wp.vec3i,
+        inv_dx: float_t,
+        dt: float_t,
+        # outputs
+        x_out: wp.array(dtype=vec),
+        v_out: wp.array(dtype=vec),
+        C_out: wp.array(dtype=mat),
+        F_trial: wp.array(dtype=mat),
+        flags: wp.array(dtype=wp.int32),
+    ):
+        """`g2p` of a taped substep up to the trial F (the projection is `project_trial`)."""
+        p = wp.tid()
+        vp, Cn = gather(x[p], grid_v, res, inv_dx)
+        xn = x[p] + dt * vp
+        x_out[p] = xn
+        v_out[p] = vp
+        C_out[p] = Cn
+        F_trial[p] = (wp.identity(n=dim, dtype=float_t) + dt * Cn) * F[p]
+        if not (wp.isfinite(xn) and wp.isfinite(vp)):
+            wp.atomic_add(flags, 0, 1)
+        else:
+            xg = xn * inv_dx
+            for d in range(dim):
+                if xg[d] < float_t(0.5) or xg[d] > float_t(res[d]) - float_t(1.5):
+                    wp.atomic_add(flags, 1, 1)
+
+    @wp.kernel
+    def project_trial(
+        F_trial: wp.array(dtype=mat),
+        body: wp.array(dtype=wp.int32),
+        kinds: wp.array(dtype=wp.int32),
+        table: wp.array2d(dtype=float_t),
+        # outputs
+        F_out: wp.array(dtype=mat),
+        flags: wp.array(dtype=wp.int32),
+    ):
+        """Plastic projection of the trial F (taped substeps; Warp's adjoint)."""
+        p = wp.tid()
+        Ft = F_trial[p]
+        b = body[p]
+        kind = kinds[b]
+        Fn = Ft
+        if (kind & TORCH_PROJECTION) == 0:
+            Fn = project(kind & LAW_MASK, Ft, table, b)
+        F_out[p] = Fn
+        if not wp.isfinite(Fn):
+            wp.atomic_add(flags, 0, 1)
+
+    @wp.kernel
+    def g2p_stored_adjoint(
+        x: wp.array(dtype=vec),
+        F: wp.array(dtype=mat),
+        grid_v: wp.array(dtype=vec),
+        res: wp.vec3i,
+        inv_dx: float_t,
+        dt: float_t,
+        v_out: wp.array(dtype=vec),
+        C_out: wp.array(dtype=mat),
+        gx_out: wp.array(dtype=vec),
+        gv_out: wp.array(dtype=vec),
+        gC_out: wp.array(dtype=mat),
+        gF_trial: wp.array(dtype=mat),
+        # outputs (accumulated)
+        x_grad: wp.array(dtype=vec),
+        F_grad: wp.array(dtype=mat),
+        grid_v_grad: wp.array(dtype=vec),
+    ):
+        """Hand-written adjoint of `g2p_stored` (reads its stored v_p and C_p: no replay of the gather).
+
+        With r_i = x_i − x_p, B = (Δx²/4) C_p and incoming gradients: ∂F = (I + Δt C)ᵀ ∂F_t,
+        ∂B = (4/Δx²)(∂C + Δt ∂F_t Fᵀ), a = ∂v + Δt ∂x_new; node i receives w_i (a + ∂B r_i), and
+        ∂x_p = ∂x_new − ∂Bᵀ v_p + Σ ∇w_i v_i·(a + ∂B r_i).
+        """
+        p = wp.tid()
+        Cn = C_out[p]
+        vp = v_out[p]
+        gFt = gF_trial[p]
+        gxn = gx_out[p]
+        Fp = F[p]
+        F_grad[p] = F_grad[p] + wp.transpose(wp.identity(n=dim, dtype=float_t) + dt * Cn) * gFt
+        gB = (float_t(4.0) * inv_dx * inv_dx) * (gC_out[p] + dt * gFt * wp.transpose(Fp))
+        a = gv_out[p] + dt * gxn
+        dx = float_t(1.0) / inv_dx
+        xs = x[p] * inv_dx
+        gf = vec()
+        if wp.static(dim == 3):
+            b0 = cell_base(xs[0], res[0])
+            b1 = cell_base(xs[1], res[1])
+            b2 = cell_base(xs[2], res[2])
+            f = vec(xs[0] - float_t(b0), xs[1] - float_t(b1), xs[2] - float_t(b2))
+            w0 = weights(f[0])
+            w1 = weights(f[1])
+            w2 = weights(f[2])
+            d0 = dweights(f[0])
+            d1 = dweights(f[1])
+            d2 = dweights(f[2])
+            for i in range(3):
+                for j in range(3):
+                    row = ((b0 + i) * res[1] + b1 + j) * res[2] + b2
+                    for k in range(3):
+                        r = vec(offs(i) - f[0], offs(j) - f[1], offs(k) - f[2]) * dx
+                        an = a + gB * r
+                        wp.atomic_add(grid_v_grad, row + k, (w0[i] * w1[j] * w2[k]) * an)
+                        e = wp.dot(grid_v[row + k], an)
+                        gf += e * vec(d0[i] * w1[j] * w2[k], w0[i] * d1[j] * w2[k], w0[i] * w1[j] * d2[k])
+        else:
+            b0 = cell_base(xs[0], res[0])
+            b1 = cell_base(xs[1], res[1])
+            f = vec(xs[0] - float_t(b0), xs[1] - float_t(b1))
+            w0 = weights(f[0])
+            w1 = weights(f[1])
+            d0 = dweights(f[0])
+            d1 = dweights(f[1])
+            for i in range(3):
+                row = (b0 + i) * res[1] + b1
+                for j in range(3):
+                    r = vec(offs(i) - f[0], offs(j) - f[1]) * dx
+                    an = a + gB * r
+                    wp.atomic_add(grid_v_grad, row + j, (w0[i] * w1[j]) * an)
+                    e = wp.dot(grid_v[row + j], an)
+                    gf += e * vec(d0[i] * w1[j], w0[i] * d1[j])
+        x_grad[p] = x_grad[p] + gxn - wp.transpose(gB) * vp + inv_dx * gf
+
+    return SimpleNamespace(p2g=p2g, grid_update=grid_update, g2p=g2p, mark_blocks=mark_blocks, stress=stress,
+                           p2g_stored=p2g_stored,
+                           p2g_stored_adjoint=p2g_stored_adjoint, g2p_stored=g2p_stored, project_trial=project_trial,
+                           g2p_stored_adjoint=g2p_stored_adjoint, grid_update_adjoint=grid_update_adjoint)

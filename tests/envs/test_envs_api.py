@@ -12,21 +12,9 @@ import torch
 from gymnasium.utils.env_checker import check_env
 from physim.envs.fluid.registry import HORIZONS, TASKS, env_id
 
-try:
-    import physim.gas
-
-    HAS_GAS = True
-except ImportError:  # physim.gas (issue 5 item 1) lands separately
-    HAS_GAS = False
-
 IDS = [env_id(t) for t in TASKS]
 # check_env's advice that does not apply: actions are tool velocities in SI units, observations unbounded.
 EXPECTED = ("symmetric and normalized space", "minimum value is -infinity", "maximum value is infinity")
-
-
-def _needs(task: str):
-    if task == "Circulation" and not HAS_GAS:
-        pytest.skip("physim.gas (the gas grid of issue 5 item 1) is not installed yet")
 
 
 def test_every_task_is_registered_with_its_horizon():
@@ -42,7 +30,6 @@ def test_every_task_is_registered_with_its_horizon():
 @pytest.mark.parametrize("env_name", IDS)
 def test_check_env(env_name):
     """Verify that gymnasium's check_env passes for every id (cpu quality, 3-step horizon)."""
-    _needs(env_name.split("/")[1][:-3])
     env = gym.make(env_name, horizon=3, render_mode="rgb_array", render_size=64)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

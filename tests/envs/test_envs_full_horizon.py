@@ -8,25 +8,16 @@ from __future__ import annotations
 import math
 
 import gymnasium as gym
-import physim.envs
+import physim.envs  # noqa: F401  (registers the ids)
 import pytest
 import torch
 from physim.envs.fluid.registry import TASKS, env_id
-
-try:
-    import physim.gas  # noqa: F401
-
-    HAS_GAS = True
-except ImportError:
-    HAS_GAS = False
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("task", list(TASKS))
 def test_full_episode_with_scripted_and_random_actions(task):
     """Verify a whole episode under the scripted and under uniformly random actions: finite losses, no divergence."""
-    if task == "Circulation" and not HAS_GAS:
-        pytest.skip("physim.gas (issue 5 item 1) is not installed yet")
     env = gym.make(env_id(task))
     u = env.unwrapped
     env.reset(seed=0)

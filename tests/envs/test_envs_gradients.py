@@ -14,18 +14,11 @@ every ε from 1e-3 to 1e-7.
 from __future__ import annotations
 
 import gymnasium as gym
-import physim.envs
+import physim.envs  # noqa: F401  (registers the ids)
 import pytest
 import torch
 
 from physim.testing import assert_grad_matches_fd
-
-try:
-    import physim.gas  # noqa: F401
-
-    HAS_GAS = True
-except ImportError:
-    HAS_GAS = False
 
 
 def _actions(env, scale: float, seed: int = 0) -> torch.Tensor:
@@ -51,7 +44,6 @@ def test_mpm_rollout_loss_matches_finite_differences(task, horizon, scale):
     assert any(abs(r.autograd) > 1e-12 for r in reports), "the loss does not depend on the actions"
 
 
-@pytest.mark.skipif(not HAS_GAS, reason="physim.gas (issue 5 item 1) is not installed yet")
 def test_circulation_rollout_loss_matches_finite_differences():
     """Verify the gas task's gradient (aircon motion, yaw and strength through the Taichi grid) against FD."""
     env = gym.make("physim/Circulation-v0", horizon=4, dtype="float64")

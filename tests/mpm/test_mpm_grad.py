@@ -109,6 +109,22 @@ def test_newtonian_viscosity_and_bulk_modulus():
     assert_grad_matches_fd(f, [d(1.0), d(1.0)], eps=1e-6, rtol=1e-5)
 
 
+@pytest.mark.parametrize("boundary", ["sticky", "slip", "separate"])
+def test_collider_free_scene_with_walls(boundary):
+    """Verify d x_T / d(E, v0) without colliders (hand-written grid adjoint), the body hitting the floor wall."""
+    cfg = SceneConfig(dim=2, grid=16, dt=4e-4, substeps=4, dtype="float64", boundary=boundary)
+    body = Body(name="b", shape=Box(center=(0.5, 0.31), size=(0.22, 0.22)), material=Elastic(E=2e4, nu=0.25),
+                velocity=(0.3, -1.0))
+    sim = Simulator(cfg, [body])
+    v0 = sim.reset().v
+
+    def f(e, v):
+        sim.params["b.E"] = 2e4 * e
+        return roll(sim, sim.reset(v=v))
+
+    assert_grad_matches_fd(f, [d(1.0), v0], eps=1e-6, rtol=1e-5)
+
+
 def test_collider_action_sequence_3d():
     """Verify d x_T / d(actions) of a kinematic box (linear and angular velocity) pressing a 3D jelly."""
     pusher = BoxCollider(name="pusher", position=(0.5, 0.58, 0.5), half_size=(0.08, 0.05, 0.08), kinematic=True,

@@ -54,6 +54,10 @@ def make_fluid_funcs(T: KernelTypes):
     def volumetric(F: mat) -> mat:
         """J^{1/d} I with J = det F: a fluid particle keeps its volume only."""
         J = wp.max(wp.determinant(F), float_t(1e-6))
-        return wp.pow(J, float_t(inv_dim)) * wp.identity(n=dim, dtype=float_t)
+        # cbrt/sqrt rather than pow(J, 1/d): the same value, several times cheaper per particle
+        if wp.static(dim == 3):
+            return wp.cbrt(J) * wp.identity(n=dim, dtype=float_t)
+        else:
+            return wp.sqrt(J) * wp.identity(n=dim, dtype=float_t)
 
     return SimpleNamespace(newtonian=newtonian, herschel_bulkley=herschel_bulkley, volumetric=volumetric)
