@@ -3,11 +3,11 @@
     .venv/bin/python scripts/bench_trajopt.py                       # chain tasks, budget 200, seeds 0 1 2
     .venv/bin/python scripts/bench_trajopt.py --tasks physim/Pouring-v0 --budget 200
     .venv/bin/python scripts/bench_trajopt.py --toys --budget 100    # toy problems only (seconds)
-    .venv/bin/python scripts/bench_trajopt.py --methods hybrid:gradient --grad-costs 2.48 3.50 2.65
+    .venv/bin/python scripts/bench_trajopt.py --methods gradient hybrid hybrid:sample --grad-costs 2.48 3.50 2.65
     .venv/bin/python scripts/bench_trajopt.py --tasks IceCreamStatic:40 LatteArt:30 Stabilizing:60 \
         --quality bench --budget 80            # fluid tasks: NAME:STEPS, small CPU scenes
 
-``hybrid:gradient`` is `hybrid` with ``HybridConfig(start="gradient")``; ``--grad-costs``
+``hybrid:sample`` is `hybrid` with ``HybridConfig(start="sample")``; ``--grad-costs``
 fixes the gradient cost per task (in task order) instead of measuring it, to compare
 with an earlier run. A fluid task is named ``NAME:STEPS`` (a short horizon of STEPS
 control steps); ``--quality bench`` is the ``cpu`` preset with one particle per cell (two
@@ -36,7 +36,7 @@ import torch
 from physim.optim.trajectory import METHODS, HybridConfig, measure_grad_cost, optimize, toys
 from physim.optim.trajectory.tasks import CHAIN_TASK_IDS, make_task
 
-VARIANTS = {"hybrid:gradient": ("hybrid", HybridConfig(start="gradient"))}
+VARIANTS = {"hybrid:sample": ("hybrid", HybridConfig(start="sample"))}
 #: Methods that use no random numbers: one run stands for every seed (the table says so).
 DETERMINISTIC = {"gradient"}
 
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", nargs="*", default=list(CHAIN_TASK_IDS), help="task ids")
     parser.add_argument("--toys", action="store_true", help="benchmark the toy problems instead of tasks")
-    parser.add_argument("--methods", nargs="*", default=list(METHODS), help="methods, or hybrid:gradient")
+    parser.add_argument("--methods", nargs="*", default=list(METHODS), help="methods, or hybrid:sample")
     parser.add_argument("--budget", type=float, default=200)
     parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
     parser.add_argument("--grad-costs", nargs="*", type=float, default=None,

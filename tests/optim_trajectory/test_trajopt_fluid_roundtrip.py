@@ -49,14 +49,14 @@ def test_hybrid_on_a_fluid_task_exports_and_replays_the_same_loss(tmp_path):
     """
     out = tmp_path / "run"
     # A fixed gradient cost (measured: 15-25 forward calls on this scene on a loaded 2-core
-    # CPU) keeps the run deterministic and short: hybrid samples, then refines with gradients.
+    # CPU) keeps the run deterministic and short: hybrid's gradient probe, then sampling.
     assert main(["trajopt", "IceCreamStatic", "--method", "hybrid", "--budget", "40", "--steps", str(STEPS),
                  "--knots", "2", "--grad-cost", "8", "--out", str(out), "--no-video", "--no-progress"]) == 0
     result = json.loads((out / "result.json").read_text())
     assert result["task"] == "physim/IceCreamStatic-v0"
     assert 0 < result["best_loss"] < result["initial_loss"]
     phases = [p["phase"] for p in result["info"]["phases"]]
-    assert phases[:2] == ["sample", "gradient"], phases
+    assert phases[0] == "gradient" and "sample" in phases, phases
     tool = json.loads((out / "tool_path.json").read_text())
     assert tool["task"] == "physim/IceCreamStatic-v0" and tool["steps"] == STEPS
     assert tool["env_settings"] == {"quality": "cpu"}

@@ -43,7 +43,10 @@ def test_hybrid_finds_the_global_basin_where_gradient_does_not():
         assert grad.best_loss > 0.45  # stuck at the local minimum (depth 0.5)
         assert toys.two_basin_global(problem, hyb.best_actions), f"seed {seed}"
         assert hyb.best_loss < 0.05
-        assert [p["phase"] for p in hyb.info["phases"]][:2] == ["sample", "gradient"]
+        phases = hyb.info["phases"]
+        # The gradient probe stalls in the local basin, so sampling takes over and finds the other one.
+        assert phases[0]["phase"] == "gradient" and phases[0]["reason"] == "stalled"
+        assert phases[0]["best_loss"] > 0.45 and phases[1]["phase"] == "sample"
 
 
 def test_loss_annealing_lets_gradients_descend_a_staircase():
@@ -162,14 +165,38 @@ def test_bad_input_is_refused_before_any_call():
     assert calls == []
 
 
-def test_hybrid_can_start_with_gradients_and_switch_when_they_slow_down():
-    """Verify hybrid(start="gradient"): on a convex problem it keeps descending; on two basins it still samples."""
-    quad, x0 = toys.quadratic(dim=6)
-    plain = optimize(quad, x0, "gradient", budget=60, grad_cost=2.0, config=GradientConfig(horizon_start=None))
-    first = optimize(quad, x0, "hybrid", budget=60, seed=0, grad_cost=2.0, config=HybridConfig(start="gradient"))
-    assert first.info["phases"][0]["phase"] == "gradient"
-    assert first.best_loss <= 1.01 * plain.best_loss
+def test_hybrid_keeps_descending_while_the_gradient_pays_off():
+    """Verify that hybrid equals plain gradient where gradients keep progressing, at a cheap and a dear gradient."""
+    for make, grad_cost, budget in ((lambda: toys.quadratic(dim=6), 2.0, 60), (toys.tracking, 10.0, 80)):
+        problem, x0 = make()
+        plain = optimize(problem, x0, "gradient", budget=budget, grad_cost=grad_cost)
+        hyb = optimize(problem, x0, "hybrid", budget=budget, seed=0, grad_cost=grad_cost)
+        assert hyb.info["phases"][0]["phase"] == "gradient"
+        assert hyb.info["phases"][0]["reason"] == "budget"  # never stalled
+        # Same calls as `gradient` until no gradient call fits; the rest is sampled.
+        n = len(plain.history)
+        assert [r.loss for r in hyb.history[:n]] == [r.loss for r in plain.history]
+        assert all(r.phase == "sample" for r in hyb.history[n:])
+        assert hyb.best_loss <= plain.best_loss
+
+
+def test_hybrid_samples_at_once_when_the_gradient_is_uninformative():
+    """Verify that a zero gradient (a staircase, no annealing) ends the probe after one call and sampling descends."""
+    problem, x0 = toys.staircase(dim=6)
+    cfg = HybridConfig(gradient=GradientConfig(anneal_until=0.0), refine=GradientConfig(horizon_start=None,
+                                                                                          anneal_until=0.0))
+    res = optimize(problem, x0, "hybrid", budget=80, seed=0, grad_cost=2.0, config=cfg)
+    first = res.info["phases"][0]
+    assert first["phase"] == "gradient" and first["reason"] == "uninformative gradient"
+    assert first["end_cost"] - first["start_cost"] == pytest.approx(2.0)
+    assert res.info["phases"][1]["phase"] == "sample"
+    assert res.best_loss < 0.5 * res.initial_loss
+
+
+def test_hybrid_can_start_with_sampling():
+    """Verify hybrid(start="sample") (ThinShellLab's order): it samples first and still reaches the global basin."""
     two, y0 = toys.two_basin()
-    res = optimize(two, y0, "hybrid", budget=100, seed=0, grad_cost=2.0, config=HybridConfig(start="gradient"))
-    assert [p["phase"] for p in res.info["phases"]][:2] == ["gradient", "sample"]
+    res = optimize(two, y0, "hybrid", budget=100, seed=0, grad_cost=2.0, config=HybridConfig(start="sample"))
+    assert [p["phase"] for p in res.info["phases"]][:2] == ["sample", "gradient"]
+    assert res.info["phases"][0]["end_cost"] <= 0.5 * 100 + 1
     assert toys.two_basin_global(two, res.best_actions)

@@ -27,7 +27,26 @@ from physim.errors import ConfigError
 from physim.optim.trajectory.evaluator import Evaluator
 from physim.optim.trajectory.space import mean_range
 
-__all__ = ["GradientConfig", "gradient_descent", "make_optimizer", "run_gradient"]
+__all__ = ["GradientConfig", "GradientStep", "gradient_descent", "make_optimizer", "run_gradient"]
+
+
+@dataclass(frozen=True)
+class GradientStep:
+    """One iteration of `gradient_descent`, as seen by its `monitor`.
+
+    Attributes:
+        value: Loss of the call (a surrogate when `horizon` or `anneal` is set).
+        horizon: Loss horizon of the call (None: full).
+        anneal: Annealing weight of the call.
+        grad: Gradient of the call, shape ``action_shape`` (before clipping).
+        actions: The iterate after the step, shape ``action_shape``.
+    """
+
+    value: float
+    horizon: int | None
+    anneal: float
+    grad: torch.Tensor
+    actions: torch.Tensor
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -105,6 +124,7 @@ def gradient_descent(
     *,
     budget_fraction: Callable[[], float] | None = None,
     stop: Callable[[list[float]], bool] | None = None,
+    monitor: Callable[[GradientStep], bool] | None = None,
     info: dict | None = None,
 ) -> torch.Tensor:
     """Run the gradient method from `x0` until the budget ends or ``stop(true_losses)`` says so.
@@ -116,6 +136,7 @@ def gradient_descent(
         budget_fraction: Progress in [0, 1] that drives the horizon and annealing schedules
             (default: the evaluator's budget fraction).
         stop: Called after each iteration with the true losses of this run so far.
+        monitor: Called after each iteration with a `GradientStep`; True stops the run.
         info: Dict to which the horizon schedule is appended.
 
     Returns:
@@ -165,6 +186,7 @@ def gradient_descent(
             stall += 1
             if use_horizon and stall >= cfg.horizon_patience and h_plateau < T:
                 h_plateau = min(T, h_plateau + max(1, round(cfg.horizon_step * T)))
+        raw_grad = grad
         if cfg.grad_clip is not None:
             norm = float(grad.norm())
             if norm > cfg.grad_clip:
@@ -175,6 +197,8 @@ def gradient_descent(
         with torch.no_grad():
             param.copy_(problem.project(param))
         if stop is not None and stop(true_losses):
+            break
+        if monitor is not None and monitor(GradientStep(value, horizon, anneal, raw_grad, param.detach())):
             break
     return param.detach()
 

@@ -109,7 +109,8 @@ def build_method_config(method: str, *, lr: float | None = None, knots: int | No
     if method == "hybrid":
         return HybridConfig(cmaes=CMAESConfig(knots=knots, population=population),
                             cem=CEMConfig(knots=knots, **({"population": population} if population else {})),
-                            gradient=replace(HybridConfig().gradient, lr=lr))
+                            gradient=replace(HybridConfig().gradient, lr=lr),
+                            refine=replace(HybridConfig().refine, lr=lr))
     cls = config_class(method)
     fields = set(cls.__dataclass_fields__)
     kwargs = {k: v for k, v in (("lr", lr), ("knots", knots), ("particles", population)) if k in fields and v}
