@@ -5,15 +5,18 @@ pickles that are not distributed; physim records them on first use by running th
 scripted demo (`TaskSpec.demo`) at the env's quality and dtype, and keeps them in memory and
 in ``<cache>/envs/goals/`` (``PHYSIM_CACHE_DIR`` or ``~/.cache/physim``). The file name holds
 a hash of everything that shapes the goal (scene, resolution, demo actions, dtype, physim
-version), so a changed task never reads a stale goal; a malformed file is reported and
-recorded again.
+version, and the source code of the MPM engine and of the tasks — a changed kernel changes the
+recorded trajectory in its last bits, and a goal must be reproduced exactly by its own demo),
+so a changed task never reads a stale goal; a malformed file is reported and recorded again.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import logging
+from pathlib import Path
 
 import torch
 
@@ -25,6 +28,22 @@ __all__ = ["goal_key", "load_or_record_goal"]
 log = logging.getLogger(__name__)
 
 _MEMORY: dict[str, torch.Tensor] = {}
+
+
+@functools.lru_cache(maxsize=1)
+def _code_fingerprint() -> bytes:
+    """Digest of the Python sources of physim.mpm and physim.envs.fluid (the code that records a goal)."""
+    import physim.envs.fluid
+
+    import physim.mpm
+
+    h = hashlib.sha256()
+    for package in (physim.mpm, physim.envs.fluid):
+        root = Path(package.__file__).parent
+        for path in sorted(root.rglob("*.py")):
+            h.update(str(path.relative_to(root)).encode())
+            h.update(path.read_bytes())
+    return h.digest()
 
 
 def goal_key(task) -> str:
@@ -39,6 +58,7 @@ def goal_key(task) -> str:
                  str(task.dtype)):
         h.update(repr(part).encode())
     h.update(task.demo_actions().detach().cpu().numpy().tobytes())
+    h.update(_code_fingerprint())
     return h.hexdigest()[:20]
 
 

@@ -43,6 +43,7 @@ _EXPORTS = {
     "levenberg_marquardt": "lm",
     "RecycleSpace": "recycling",
     "gcrodr": "recycling",
+    "gmres_arnoldi": "recycling",
     "skr_features": "skr",
     "sort_systems": "skr",
     "solve_sequence": "skr",
@@ -80,6 +81,7 @@ __all__ = [
     "dcdm_solve",
     "gcrodr",
     "gmres",
+    "gmres_arnoldi",
     "ichol",
     "ilu",
     "jacobi",
@@ -109,7 +111,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from physim.solvers.lm import LMResult, levenberg_marquardt
     from physim.solvers.operators import LinearOperator, as_operator, to_scipy_sparse, to_torch_sparse
     from physim.solvers.preconditioners import Preconditioner, amg, ichol, ilu, jacobi
-    from physim.solvers.recycling import RecycleSpace, gcrodr
+    from physim.solvers.recycling import RecycleSpace, gcrodr, gmres_arnoldi
     from physim.solvers.relaxation import sor
     from physim.solvers.result import NotConverged, SolveResult
     from physim.solvers.scipy_adapter import as_scipy_operator, scipy_solve

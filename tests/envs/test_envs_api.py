@@ -99,6 +99,17 @@ def test_goal_tasks_score_zero_on_their_scripted_demo():
     assert float(env.unwrapped.rollout_loss(demo + 1.0)) > 0.0
 
 
+def test_goal_cache_key_follows_the_engine_code(monkeypatch):
+    """Verify that a goal recorded by other MPM or task code is never reused (its key changes with the code)."""
+    from physim.envs.fluid import goals
+
+    env = gym.make("physim/LatteArt-v0", horizon=4).unwrapped
+    key = goals.goal_key(env._task)
+    assert goals.goal_key(env._task) == key
+    monkeypatch.setattr(goals, "_code_fingerprint", lambda: b"another engine")
+    assert goals.goal_key(env._task) != key
+
+
 def test_quality_presets_differ_only_in_resolution():
     """Verify that gym.make(..., quality=) picks the preset: same spaces' bounds and horizon, 8x the particles."""
     cpu = gym.make("physim/Pouring-v0", quality="cpu").unwrapped
