@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from physim.errors import PhysimError
+from physim.errors import FileError
 
 __all__ = ["FORMAT_VERSION", "OperatorBase", "OperatorFileError", "load_operator", "registered_operators"]
 
@@ -38,12 +38,8 @@ FORMAT_VERSION = 1
 _REGISTRY: dict[str, type[OperatorBase]] = {}
 
 
-class OperatorFileError(PhysimError, ValueError):
+class OperatorFileError(FileError):
     """A saved operator file is missing, truncated, malformed or from an incompatible version."""
-
-    def __init__(self, path: str | os.PathLike, problem: str):
-        self.path = str(path)
-        super().__init__(f"{path}: {problem}")
 
 
 def _json_ready(value: Any, where: str) -> Any:

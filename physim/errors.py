@@ -6,7 +6,7 @@ quantity, the value seen, and what was expected.
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "PhysimError", "SimulationDiverged"]
+__all__ = ["ConfigError", "FileError", "PhysimError", "SimulationDiverged"]
 
 
 class PhysimError(Exception):
@@ -24,6 +24,23 @@ class ConfigError(PhysimError, ValueError):
         self.value = value
         self.expected = expected
         super().__init__(f"{field}={value!r} is invalid: expected {expected}")
+
+
+class FileError(PhysimError, ValueError):
+    """A file physim reads is missing, truncated, malformed or from an incompatible version.
+
+    The message is one line, ``"<path>: <problem>"``. Each kind of file has its own subclass
+    (datasets, operator files, robot profiles, ...), so callers can catch just the kind they read.
+
+    Attributes:
+        path: The file, as given.
+        problem: What is wrong with it.
+    """
+
+    def __init__(self, path: object, problem: str):
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{path}: {problem}")
 
 
 class SimulationDiverged(PhysimError, RuntimeError):

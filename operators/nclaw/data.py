@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from physim.errors import PhysimError
+from physim.errors import FileError
 
 __all__ = [
     "TRAJECTORY_VERSION",
@@ -41,12 +41,8 @@ _FORMAT = "physim-nclaw-trajectory"
 _FIELDS = ("x", "v", "C", "F")
 
 
-class TrajectoryFileError(PhysimError, ValueError):
+class TrajectoryFileError(FileError):
     """A trajectory file is missing, truncated, malformed or from an incompatible version."""
-
-    def __init__(self, path: str | os.PathLike, problem: str):
-        self.path = str(path)
-        super().__init__(f"{path}: {problem}")
 
 
 @dataclass(frozen=True)

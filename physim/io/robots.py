@@ -28,7 +28,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from physim.errors import PhysimError
+from physim.errors import FileError
 
 __all__ = [
     "ROBOTS_DIR",
@@ -48,13 +48,8 @@ TRANSLATION_AXES = ("tool_x", "tool_y", "tool_z")
 ROTATION_AXES = ("tool_roll", "tool_pitch", "tool_yaw")
 
 
-class FileFormatError(PhysimError, ValueError):
+class FileFormatError(FileError):
     """A file physim reads is malformed; the message names the file and what is wrong."""
-
-    def __init__(self, path: str | Path, what: str):
-        self.path = str(path)
-        self.what = what
-        super().__init__(f"{path}: {what}")
 
 
 @dataclass(frozen=True)

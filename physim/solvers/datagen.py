@@ -29,7 +29,7 @@ from typing import Literal
 import numpy as np
 
 from physim.config import check_int, check_positive, check_range
-from physim.errors import ConfigError, PhysimError
+from physim.errors import ConfigError, FileError
 
 __all__ = ["SCHEMA", "DarcyDataConfig", "DataFileError", "PoissonDataConfig", "generate", "generate_cli",
            "load_dataset"]
@@ -42,12 +42,8 @@ Precond = Literal["none", "jacobi", "ilu", "ichol", "amg"]
 Sort = Literal["greedy", "gray", "none"]
 
 
-class DataFileError(PhysimError, ValueError):
+class DataFileError(FileError):
     """A data file is missing, truncated or does not follow the schema; the message names the file."""
-
-    def __init__(self, path: str | Path, what: str):
-        self.path = str(path)
-        super().__init__(f"{path}: {what}")
 
 
 @dataclass(frozen=True, kw_only=True)

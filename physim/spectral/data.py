@@ -45,7 +45,7 @@ from typing import Any
 import torch
 
 from physim.config import check_choice, check_int, check_positive, check_range
-from physim.errors import ConfigError, PhysimError
+from physim.errors import ConfigError, FileError
 from physim.io.atomic import atomic_path
 
 __all__ = [
@@ -78,12 +78,8 @@ _RESOLVED = ("n_traj", "n_solve", "n_out", "length", "viscosity", "forcing", "in
              "n_frames", "dtype", "batch_size")
 
 
-class NSEDatasetError(PhysimError, ValueError):
+class NSEDatasetError(FileError):
     """A Navier–Stokes dataset file is missing, truncated or malformed."""
-
-    def __init__(self, path: str | Path, problem: str):
-        self.path = str(path)
-        super().__init__(f"{path}: {problem}")
 
 
 @dataclass(frozen=True, kw_only=True)
