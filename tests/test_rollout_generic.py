@@ -58,6 +58,61 @@ def test_all_k_agree_and_state_structure_is_kept():
     assert out.state.label == "x" and out.checkpoints == 9 and out.observations is None
 
 
+def _run_kept(k, keep, theta0, torques, length, calls=None):
+    def step(s, torque, length):
+        if calls is not None:
+            calls.append(torch.is_grad_enabled())
+        return pendulum_step(s, torque, length)
+
+    s0 = Pendulum(theta=theta0, omega=torch.zeros_like(theta0))
+    out = checkpointed_rollout(step, s0, torques, (length,), checkpoint_every=k, keep_last=keep,
+                               observe=lambda t, s: torch.cos(s.theta))
+    return out.state.theta, out.observations
+
+
+@pytest.mark.parametrize(("k", "keep"), [(4, 9), (5, 30), (4, 33), (3, 100)])
+def test_kept_tail_gives_the_same_gradient_and_is_not_recomputed(k, keep):
+    """Verify that keeping the last steps' graph changes neither values nor gradients, and skips their replay."""
+    theta0 = torch.tensor([0.3, 1.0], dtype=torch.float64)
+    torques = torch.linspace(-1, 1, 33, dtype=torch.float64)[:, None].repeat(1, 2)
+    length = torch.tensor([2.0], dtype=torch.float64)
+    ref, got = [], []
+    for kk, kp, out in ((None, 0, ref), (k, keep, got)):
+        leaves = [x.clone().requires_grad_(True) for x in (theta0, torques, length)]
+        calls: list[bool] = []
+        theta, obs = _run_kept(kk, kp, *leaves, calls=calls)
+        grads = torch.autograd.grad(theta.sum() + obs.sum(), leaves)
+        out.append((theta.detach(), obs.detach(), grads, calls))
+    (t0, o0, g0, _), (t1, o1, g1, calls) = ref[0], got[0]
+    assert torch.equal(t0, t1) and torch.equal(o0, o1)  # the forward values are bitwise the same
+    for a, b in zip(g0, g1):
+        assert torch.allclose(a, b, rtol=1e-12, atol=1e-14)
+    kept = min(keep, 33)
+    # 33 steps forward, then only the first 33 − M steps again, with gradients
+    assert len(calls) == 33 + (33 - kept if kept < 33 else 0)
+    assert sum(calls) == 33 if kept < 33 else len(calls) == 33
+
+
+def test_kept_tail_gradients_match_fd():
+    """Verify a rollout with checkpoints and a kept tail against finite differences (gradient w.r.t. every input)."""
+    gen = torch.Generator().manual_seed(1)
+    inputs = [torch.rand(3, generator=gen, dtype=torch.float64), torch.randn(20, 3, generator=gen,
+              dtype=torch.float64), torch.tensor([1.3], dtype=torch.float64)]
+    assert_grad_matches_fd(lambda *a: _run_kept(3, 7, *a), inputs, rtol=1e-6, atol=1e-10)
+
+
+def test_kept_tail_without_gradients_builds_no_graph():
+    """Verify that under no_grad (or with no input requiring a gradient) no step runs with a graph."""
+    theta0 = torch.tensor([0.3], dtype=torch.float64)
+    torques = torch.zeros(10, 1, dtype=torch.float64)
+    length = torch.tensor([2.0], dtype=torch.float64)
+    calls: list[bool] = []
+    theta, _ = _run_kept(3, 5, theta0, torques, length, calls=calls)
+    assert not theta.requires_grad and not any(calls) and len(calls) == 10
+    with pytest.raises(ValueError, match="keep_last=-1 is invalid"):
+        _run_kept(3, -1, theta0, torques, length)
+
+
 def test_passive_system_without_actions():
     """Verify a rollout with actions=None and a tuple state."""
 

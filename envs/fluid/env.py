@@ -242,18 +242,37 @@ class FluidEnv(gym.Env):
         self._ensure_goal()
         a = actions[:T].to(self._device, self._dtype)
         task = self._task
-        out = checkpointed_rollout(task.transition, task.initial_state(), a, (),
-                                   checkpoint_every=self._checkpoint_k(T),
+        k, keep = self._checkpoint_plan(T)
+        out = checkpointed_rollout(task.transition, task.initial_state(), a, (), checkpoint_every=k, keep_last=keep,
                                    observe=lambda t, s: task.step_loss(t + 1, s).reshape(()))
         return out.observations.sum()
 
     def _checkpoint_k(self, T: int) -> int | None:
+        return self._checkpoint_plan(T)[0]
+
+    def _checkpoint_plan(self, T: int) -> tuple[int | None, int]:
+        """(K, M) of a T-step `rollout_loss`: checkpoint every K-th state, keep the last M steps' graph.
+
+        ``"auto"``: the whole graph when it fits the memory budget; else the budget is spent twice
+        over, never at the same time. The checkpoints of the first T − M steps (every K-th state, K
+        balancing stored states against one recomputed segment's graph) sit beside, first, the graph
+        of the last M steps, recorded by the forward pass and freed by the first part of backward,
+        then one recomputed segment's graph. M is as large as the budget allows: each step it
+        covers is a step that backward does not recompute.
+        """
         if self.checkpoint_every != "auto":
-            return self.checkpoint_every
+            return self.checkpoint_every, 0
         state_bytes, step_bytes = self._task.memory_estimate()
-        if T * step_bytes <= self.memory_budget:
-            return None
-        return max(1, min(T, round(math.sqrt(T * state_bytes / step_bytes))))
+        budget = self.memory_budget
+        if T * step_bytes <= budget:
+            return None, 0
+        k = max(1, min(T, round(math.sqrt(T * state_bytes / step_bytes))))
+        keep = 0
+        for _ in range(3):  # M and the checkpoints of the T − M steps before it depend on each other
+            stored = math.ceil((T - keep) / k) * state_bytes
+            keep = int(max(0.0, min(T - 1, (budget - stored) // step_bytes)))
+            k = max(1, min(T - keep, round(math.sqrt((T - keep) * state_bytes / step_bytes))))
+        return k, keep
 
     def _ensure_goal(self) -> None:
         task = self._task

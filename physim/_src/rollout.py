@@ -5,6 +5,10 @@ every K-th state. Backward walks the segments in reverse: it re-runs one segment
 from its checkpoint with the graph on, backpropagates through it, and frees it.
 Memory therefore grows with T/K stored states plus K steps of one segment's graph,
 instead of T steps of graph; the price is one extra forward pass.
+
+With ``keep_last = M``, the forward pass records the graph of the last M steps as it
+goes (the memory that a budget leaves beside the checkpoints), and backward starts from
+that graph: only the first T − M steps are recomputed.
 """
 
 from __future__ import annotations
@@ -63,12 +67,30 @@ class _Checkpointed(torch.autograd.Function):
         checkpoints: list[list[torch.Tensor]] = []
         observations: list[torch.Tensor] = []
         state = rebuild(state_leaves)
-        for t0 in range(0, horizon, k):
-            t1 = min(t0 + k, horizon)
+        split = horizon - spec["keep"]  # steps [split, T) keep their graph from this pass
+        for t0 in range(0, split, k):
+            t1 = min(t0 + k, split)
             checkpoints.append([leaf.detach() for leaf in flatten(state)[0]])
             seg_actions = None if actions is None else actions[t0:t1]
             state, obs = _run_segment(step, observe, state, seg_actions, params, t0, t1)
             observations += obs
+        ctx.kept = None
+        if split < horizon:
+            # the tail's graph is recorded now instead of being recomputed in backward (inside
+            # `forward` grad mode is off; leaves detached here root the tail's own graph)
+            n_p = len(params)
+            needs = ctx.needs_input_grad[1:]
+            with torch.enable_grad():
+                leaves = [c.detach().requires_grad_(c.is_floating_point() and (split > 0 or bool(need)))
+                          for c, need in zip(flatten(state)[0], needs[:n_state])]
+                seg_actions = None
+                if actions is not None:
+                    seg_actions = actions[split:].detach().requires_grad_(bool(needs[n_state]))
+                seg_params = [p.detach().requires_grad_(bool(need)) for p, need in zip(params, needs[-n_p:] if n_p
+                                                                                       else ())]
+                state, obs = _run_segment(step, observe, rebuild(leaves), seg_actions, seg_params, split, horizon)
+            ctx.kept = (leaves, seg_actions, seg_params, flatten(state)[0], obs)
+            observations += [o.detach() for o in obs]
         final = flatten(state)[0]
         ctx.spec, ctx.checkpoints = spec, checkpoints
         ctx.save_for_backward(*([] if actions is None else [actions]), *params)
@@ -94,19 +116,26 @@ class _Checkpointed(torch.autograd.Function):
         g_actions = torch.zeros_like(actions) if actions_need else None
         g_params = [torch.zeros_like(p) if need else None for p, need in zip(params, params_need)]
 
-        if any(c is None for c in ctx.checkpoints):
+        if any(c is None for c in ctx.checkpoints) or ctx.kept == "used":
             raise RuntimeError("a checkpointed rollout can be backpropagated once; roll out again for a second pass")
-        starts = list(range(0, horizon, k))
-        for seg in reversed(range(len(starts))):
-            t0 = starts[seg]
-            t1 = min(t0 + k, horizon)
+        split = horizon - spec["keep"]
+        starts = list(range(0, split, k))
+        segments = [(t0, min(t0 + k, split), seg) for seg, t0 in enumerate(starts)]
+        if ctx.kept is not None:
+            segments.append((split, horizon, None))
+        for t0, t1, seg in reversed(segments):
             with torch.enable_grad():
-                leaves = [c.detach().requires_grad_(c.is_floating_point()) for c in ctx.checkpoints[seg]]
-                seg_actions = None
-                if actions is not None:
-                    seg_actions = actions[t0:t1].detach().requires_grad_(bool(actions_need))
-                seg_params = [p.detach().requires_grad_(bool(need)) for p, need in zip(params, params_need)]
-                state, obs = _run_segment(step, observe, rebuild(leaves), seg_actions, seg_params, t0, t1)
+                if seg is None:  # the tail recorded by the forward pass
+                    leaves, seg_actions, seg_params, final_leaves, obs = ctx.kept
+                    ctx.kept = "used"
+                    state = rebuild(final_leaves)
+                else:
+                    leaves = [c.detach().requires_grad_(c.is_floating_point()) for c in ctx.checkpoints[seg]]
+                    seg_actions = None
+                    if actions is not None:
+                        seg_actions = actions[t0:t1].detach().requires_grad_(bool(actions_need))
+                    seg_params = [p.detach().requires_grad_(bool(need)) for p, need in zip(params, params_need)]
+                    state, obs = _run_segment(step, observe, rebuild(leaves), seg_actions, seg_params, t0, t1)
                 outputs, out_grads = [], []
                 for leaf, g in zip(flatten(state)[0], g_state):
                     if g is not None and leaf.requires_grad:
@@ -139,7 +168,9 @@ class _Checkpointed(torch.autograd.Function):
                     if gp is not None:
                         g_params[i] += gp
             g_state = new_g_state
-            ctx.checkpoints[seg] = None  # free as we go: a second backward is not supported
+            if seg is not None:
+                ctx.checkpoints[seg] = None  # free as we go: a second backward is not supported
+            del state, obs, leaves, got
         return (None, *g_state, *([g_actions] if has_actions else []), *g_params)
 
 
@@ -152,6 +183,7 @@ def checkpointed_rollout(
     checkpoint_every: int | None = None,
     observe: Observe | None = None,
     steps: int | None = None,
+    keep_last: int = 0,
 ) -> RolloutResult:
     """Roll `step` forward over a horizon, differentiably, with bounded memory.
 
@@ -169,6 +201,9 @@ def checkpointed_rollout(
         observe: ``observe(t, state_{t+1}) -> tensor``; its values are stacked into
             ``RolloutResult.observations``. Use it to keep only what a loss needs.
         steps: Horizon T when `actions` is None.
+        keep_last: M. With checkpointing, the forward pass records the graph of the last M
+            steps (memory of M steps' graph) and backward recomputes only the first T − M:
+            the recomputation shrinks by M/T. Ignored without gradients or checkpointing.
 
     Returns:
         A `RolloutResult`. Its tensors are differentiable with respect to `state0`'s
@@ -189,13 +224,20 @@ def checkpointed_rollout(
         isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int) or checkpoint_every < 1
     ):
         raise ValueError(f"checkpoint_every={checkpoint_every!r} is invalid: expected None or an integer >= 1")
+    if isinstance(keep_last, bool) or not isinstance(keep_last, int) or keep_last < 0:
+        raise ValueError(f"keep_last={keep_last!r} is invalid: expected an integer >= 0")
     params = tuple(params)
+    leaves, rebuild = flatten(state0)
+    differentiable = torch.is_grad_enabled() and any(
+        t.requires_grad for t in [*leaves, *([actions] if actions is not None else []), *params])
+    keep = min(keep_last, horizon) if differentiable else 0
+    if keep == horizon:
+        checkpoint_every = None  # the whole graph is kept: plain autograd
 
     if checkpoint_every is None:
         state, obs = _run_segment(step, observe, state0, actions, params, 0, horizon)
         return RolloutResult(state, torch.stack(obs) if observe is not None else None, horizon)
 
-    leaves, rebuild = flatten(state0)
     spec = {
         "step": step,
         "observe": observe,
@@ -204,6 +246,7 @@ def checkpointed_rollout(
         "n_state": len(leaves),
         "has_actions": actions is not None,
         "rebuild": rebuild,
+        "keep": keep,
     }
     flat = [*leaves, *([actions] if actions is not None else []), *params]
     outs = _Checkpointed.apply(spec, *flat)

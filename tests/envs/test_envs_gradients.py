@@ -54,17 +54,27 @@ def test_circulation_rollout_loss_matches_finite_differences():
 
 
 def test_checkpointing_does_not_change_the_gradient():
-    """Verify that rollout_loss gives the same value and gradient stored whole or checkpointed every 2 steps."""
+    """Verify that rollout_loss gives the same value and gradient stored whole, checkpointed every 2 steps,
+    or with the automatic plan under a small memory budget (checkpoints and a tail kept from the forward pass)."""
     grads = []
-    for k in (None, 2):
-        env = gym.make("physim/LatteArtStir-v0", horizon=5, dtype="float64", checkpoint_every=k)
+    for k in (None, 2, "auto"):
+        kw = {"checkpoint_every": k}
+        if k == "auto":
+            probe = gym.make("physim/LatteArtStir-v0", horizon=5, dtype="float64").unwrapped
+            state_bytes, step_bytes = probe._task.memory_estimate()
+            kw["memory_budget"] = 2 * step_bytes + 2 * state_bytes  # room for two steps' graph beside checkpoints
+        env = gym.make("physim/LatteArtStir-v0", horizon=5, dtype="float64", **kw)
+        if k == "auto":
+            plan = env.unwrapped._checkpoint_plan(5)
+            assert plan[0] is not None and 1 <= plan[1] < 5, plan
         env.reset(seed=0)
         a = _actions(env, 0.3).requires_grad_(True)
         loss = env.unwrapped.rollout_loss(a)
         loss.backward()
         grads.append((float(loss.detach()), a.grad.clone()))
-    assert grads[0][0] == pytest.approx(grads[1][0], rel=1e-12)
-    torch.testing.assert_close(grads[0][1], grads[1][1], rtol=1e-9, atol=1e-14)
+    for other in grads[1:]:
+        assert grads[0][0] == pytest.approx(other[0], rel=1e-12)
+        torch.testing.assert_close(grads[0][1], other[1], rtol=1e-9, atol=1e-14)
 
 
 def test_loss_horizon_and_dtype_of_gradients():
