@@ -208,7 +208,9 @@ class WarpBackend:
         keys = self._buf("keys", 2 * n, wp.int32)
         order = self._taped(2 * n, wp.int32, grad=False, zero=False) if rec else self._buf("order", 2 * n, wp.int32)
         if cfg.sort_particles:
-            wp.launch(self.cell_keys, n, inputs=[x, self.res, inv_dx], outputs=[keys, order], device=dev)
+            # integer keys and order: nothing to differentiate (Warp's adjoint would still run)
+            wp.launch(self.cell_keys, n, inputs=[x, self.res, inv_dx], outputs=[keys, order], device=dev,
+                      record_tape=False)
             wp.utils.radix_sort_pairs(keys, order, n)
         else:
             order.assign(np.arange(2 * n, dtype=np.int32) % max(n, 1))
@@ -222,7 +224,7 @@ class WarpBackend:
             rslot = self._buf("rslot", n, wp.int32)
             ridx = self._buf("ridx", max(self.rigid_particles, 1), wp.int32)
         wp.launch(self.gather_static, n, inputs=[order, self.body, self.vol, self.rslot],
-                  outputs=[body, vol, rslot, ridx], device=dev)
+                  outputs=[body, vol, rslot, ridx], device=dev, record_tape=False)  # constants: no gradient
         cur = self._particles(ctx, rec, "sorted")
         wp.launch(self.gather, n, inputs=[order, x, v, C, F], outputs=list(cur), device=dev)
         if tau_ext.shape[0] == n:
@@ -395,7 +397,8 @@ class WarpBackend:
             gg_grad.zero_()
             gv_grad.zero_()
 
-        tape.record_func(backward=clear, arrays=[])
+        if self.ncol > 0:  # without colliders the hand-written grid adjoint leaves both buffers ready
+            tape.record_func(backward=clear, arrays=[])
         grid = self._taped(nodes, self.vecg, grad=False)
         grid.grad = gg_grad
         # every node's velocity is written by grid_update: no zero fill needed

@@ -303,11 +303,21 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool, has_c
         A = k * tp + m * Cp
         xs = x[p] * inv_dx
         mv = m * vp
+        # separable sums, inner axis first (as the scatter): with node offsets o and weights
+        # w = Π_c w_c(o_c), S = Σ w G, T_c = Σ w o_c G (so Q = Δx (Σ_c T_c e_cᵀ − S fᵀ)),
+        # sm = Σ w g_m, and ∂L/∂f_c = Σ e ∂w/∂f_c with e = G·(q + Σ_c o_c a_c) + g_m m the value
+        # per unit weight (q = m v − A f Δx, a_c = Δx A e_c), each partial sum weighted once per axis
         S = vec()
-        Q = mat()
         sm = float_t(0.0)
         gf = vec()  # ∂L/∂f through the weights
+        a0 = column(A, 0, dx)
+        a1 = column(A, 1, dx)
+        f = vec()
+        T0 = vec()
+        T1 = vec()
+        T2 = vec()
         if wp.static(dim == 3):
+            a2 = column(A, 2, dx)
             b0 = cell_base(xs[0], res[0])
             b1 = cell_base(xs[1], res[1])
             b2 = cell_base(xs[2], res[2])
@@ -318,21 +328,50 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool, has_c
             d0 = dweights(f[0])
             d1 = dweights(f[1])
             d2 = dweights(f[2])
+            q = mv - A * (f * dx)
             for i in range(3):
+                qi = q + offs(i) * a0
+                Si = vec()
+                T1i = vec()
+                T2i = vec()
+                smi = float_t(0.0)
+                Ewi = float_t(0.0)  # Σ_j w1 Σ_k w2 e
+                Edi = float_t(0.0)  # Σ_j d1 Σ_k w2 e
+                Dwi = float_t(0.0)  # Σ_j w1 Σ_k d2 e
                 for j in range(3):
+                    qij = qi + offs(j) * a1
                     row = ((b0 + i) * res[1] + b1 + j) * res[2] + b2
+                    Sj = vec()
+                    T2j = vec()
+                    smj = float_t(0.0)
+                    Ej = float_t(0.0)
+                    Dj = float_t(0.0)
                     for kk in range(3):
                         g = grid_grad[row + kk]
                         G = vec(g[0], g[1], g[2])
-                        r = vec(offs(i) - f[0], offs(j) - f[1], offs(kk) - f[2]) * dx
-                        w = w0[i] * w1[j] * w2[kk]
-                        wG = w * G
-                        S += wG
-                        Q += wp.outer(wG, r)
-                        sm += w * g[3]
-                        # value per unit weight, contracted with the incoming gradient
-                        e = wp.dot(G, mv + A * r) + g[3] * m
-                        gf += e * vec(d0[i] * w1[j] * w2[kk], w0[i] * d1[j] * w2[kk], w0[i] * w1[j] * d2[kk])
+                        e = wp.dot(G, qij + offs(kk) * a2) + g[3] * m
+                        wk = w2[kk]
+                        wG = wk * G
+                        Sj += wG
+                        T2j += offs(kk) * wG
+                        smj += wk * g[3]
+                        Ej += wk * e
+                        Dj += d2[kk] * e
+                    wj = w1[j]
+                    Si += wj * Sj
+                    T1i += (offs(j) * wj) * Sj
+                    T2i += wj * T2j
+                    smi += wj * smj
+                    Ewi += wj * Ej
+                    Edi += d1[j] * Ej
+                    Dwi += wj * Dj
+                wi = w0[i]
+                S += wi * Si
+                T0 += (offs(i) * wi) * Si
+                T1 += wi * T1i
+                T2 += wi * T2i
+                sm += wi * smi
+                gf += vec(d0[i] * Ewi, wi * Edi, wi * Dwi)
         else:
             b0 = cell_base(xs[0], res[0])
             b1 = cell_base(xs[1], res[1])
@@ -341,19 +380,38 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool, has_c
             w1 = weights(f[1])
             d0 = dweights(f[0])
             d1 = dweights(f[1])
+            q = mv - A * (f * dx)
             for i in range(3):
+                qi = q + offs(i) * a0
                 row = (b0 + i) * res[1] + b1
+                Si = vec()
+                T1i = vec()
+                smi = float_t(0.0)
+                Ei = float_t(0.0)
+                Di = float_t(0.0)
                 for j in range(3):
                     g = grid_grad[row + j]
                     G = vec(g[0], g[1])
-                    r = vec(offs(i) - f[0], offs(j) - f[1]) * dx
-                    w = w0[i] * w1[j]
-                    wG = w * G
-                    S += wG
-                    Q += wp.outer(wG, r)
-                    sm += w * g[2]
-                    e = wp.dot(G, mv + A * r) + g[2] * m
-                    gf += e * vec(d0[i] * w1[j], w0[i] * d1[j])
+                    e = wp.dot(G, qi + offs(j) * a1) + g[2] * m
+                    wj = w1[j]
+                    wG = wj * G
+                    Si += wG
+                    T1i += offs(j) * wG
+                    smi += wj * g[2]
+                    Ei += wj * e
+                    Di += d1[j] * e
+                wi = w0[i]
+                S += wi * Si
+                T0 += (offs(i) * wi) * Si
+                T1 += wi * T1i
+                sm += wi * smi
+                gf += vec(d0[i] * Ei, wi * Di)
+        Q = mat()
+        for r in range(dim):
+            Q[r, 0] = dx * (T0[r] - S[r] * f[0])
+            Q[r, 1] = dx * (T1[r] - S[r] * f[1])
+            if wp.static(dim == 3):
+                Q[r, 2] = dx * (T2[r] - S[r] * f[2])
         # f = x/Δx − base: ∂f/∂x = 1/Δx; the (x_o − x_p) factor adds −Aᵀ S
         x_grad[p] = x_grad[p] + inv_dx * gf - wp.transpose(A) * S
         v_grad[p] = v_grad[p] + m * S
@@ -596,7 +654,7 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool, has_c
         blocks: wp.array(dtype=wp.int32),
         nb: wp.vec3i,
         grid_v_grad: wp.array(dtype=vec),
-        # outputs (accumulated)
+        # outputs (overwritten; grid_v_grad is read, then zeroed)
         grid_grad: wp.array(dtype=vecg),
     ):
         """Hand-written adjoint of `grid_update` in a scene without colliders.
@@ -610,12 +668,17 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool, has_c
         node = (I[0] * res[1] + I[1]) * res[2] + I[2]
         g = grid[node]
         m = g[dim]
+        gv = grid_v_grad[node]
+        # the buffers are shared by the substeps of a step: leave ∂v zero for the previous substep's
+        # g2p adjoint, and overwrite ∂(grid) (this is its only writer; the scatter's adjoint reads
+        # only nodes of the listed blocks), so that neither needs a zero fill
+        grid_v_grad[node] = vec()
+        out = vecg()
         if m > float_t(0.0):
             u = vec()  # (m v)/m
             for d in range(dim):
                 u[d] = g[d] / m
             v = u + dt * gravity
-            gv = grid_v_grad[node]
             for ax in range(dim):
                 lo = I[ax] < bound
                 hi = I[ax] >= res[ax] - bound
@@ -628,11 +691,10 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool, has_c
                         if bc == BC_SLIP or into:
                             v[ax] = float_t(0.0)
                             gv[ax] = float_t(0.0)
-            out = vecg()
             for d in range(dim):
                 out[d] = gv[d] / m
             out[dim] = -wp.dot(gv, u) / m
-            grid_grad[node] = grid_grad[node] + out
+        grid_grad[node] = out
 
     @wp.func
     def advance(
@@ -944,15 +1006,33 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool, has_c
             d0 = dweights(f[0])
             d1 = dweights(f[1])
             d2 = dweights(f[2])
+            # a + ∂B r_i = α + Σ_c o_c β_c (α = a − ∂B f Δx, β_c = Δx ∂B e_c), built axis by axis;
+            # ∂L/∂f_c = Σ e ∂w/∂f_c summed inner axis first
+            al = a - gB * (f * dx)
+            be0 = column(gB, 0, dx)
+            be1 = column(gB, 1, dx)
+            be2 = column(gB, 2, dx)
             for i in range(3):
+                ai = al + offs(i) * be0
+                Ewi = float_t(0.0)
+                Edi = float_t(0.0)
+                Dwi = float_t(0.0)
                 for j in range(3):
+                    aij = ai + offs(j) * be1
+                    wij = w0[i] * w1[j]
                     row = ((b0 + i) * res[1] + b1 + j) * res[2] + b2
+                    Ej = float_t(0.0)
+                    Dj = float_t(0.0)
                     for k in range(3):
-                        r = vec(offs(i) - f[0], offs(j) - f[1], offs(k) - f[2]) * dx
-                        an = a + gB * r
-                        wp.atomic_add(grid_v_grad, row + k, (w0[i] * w1[j] * w2[k]) * an)
+                        an = aij + offs(k) * be2
+                        wp.atomic_add(grid_v_grad, row + k, (wij * w2[k]) * an)
                         e = wp.dot(grid_v[row + k], an)
-                        gf += e * vec(d0[i] * w1[j] * w2[k], w0[i] * d1[j] * w2[k], w0[i] * w1[j] * d2[k])
+                        Ej += w2[k] * e
+                        Dj += d2[k] * e
+                    Ewi += w1[j] * Ej
+                    Edi += d1[j] * Ej
+                    Dwi += w1[j] * Dj
+                gf += vec(d0[i] * Ewi, w0[i] * Edi, w0[i] * Dwi)
         else:
             b0 = cell_base(xs[0], res[0])
             b1 = cell_base(xs[1], res[1])
@@ -961,14 +1041,21 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool, has_c
             w1 = weights(f[1])
             d0 = dweights(f[0])
             d1 = dweights(f[1])
+            al = a - gB * (f * dx)
+            be0 = column(gB, 0, dx)
+            be1 = column(gB, 1, dx)
             for i in range(3):
+                ai = al + offs(i) * be0
                 row = (b0 + i) * res[1] + b1
+                Ei = float_t(0.0)
+                Di = float_t(0.0)
                 for j in range(3):
-                    r = vec(offs(i) - f[0], offs(j) - f[1]) * dx
-                    an = a + gB * r
+                    an = ai + offs(j) * be1
                     wp.atomic_add(grid_v_grad, row + j, (w0[i] * w1[j]) * an)
                     e = wp.dot(grid_v[row + j], an)
-                    gf += e * vec(d0[i] * w1[j], w0[i] * d1[j])
+                    Ei += w1[j] * e
+                    Di += d1[j] * e
+                gf += vec(d0[i] * Ei, w0[i] * Di)
         x_grad[p] = x_grad[p] + gxn - wp.transpose(gB) * vp + inv_dx * gf
 
     return SimpleNamespace(p2g=p2g, grid_update=grid_update, g2p=g2p, g2p2g=g2p2g, mark_blocks=mark_blocks,
