@@ -8,8 +8,9 @@ Per task, in its own process (so that peaks do not mix), at the given quality:
 - **gym steps/s**: ``env.step`` over one episode with the task's scripted actions (no rendering);
 - **forward**: ``rollout_loss(actions)`` under ``torch.no_grad`` (the functional path, the baseline);
 - **forward+backward**: ``rollout_loss(actions).backward()`` with the env's automatic checkpoint
-  interval (store all when the graph fits 1 GiB, else every K-th step), and its ratio to the
-  forward time measured in the same process;
+  plan (store all when the graph fits 1 GiB, else every K-th step, and the last M steps' graph
+  recorded by the forward pass; the K column shows "K / M"), and its ratio to the forward time
+  measured in the same process;
 - **full episode**: the forward and forward+backward CPU time of one whole episode (the
   issue's targets: ≤ 60 s forward on 2 cores, fwd+bwd ≤ 4× that); with ``--horizon`` shorter
   than a task's, scaled linearly from the steps measured and marked "≈" (the per-step cost
@@ -97,7 +98,8 @@ def worker(task: str, quality: str, horizon: int | None) -> dict:
     peak = _status_kib("VmHWM") * 1024 - base
     return {"task": task, "quality": quality, "horizon": T, "substeps": getattr(u._task.spec, "substeps", 1),
             "particles": getattr(getattr(u._task, "sim", None), "particle_count", 0),
-            "checkpoint_every": u._checkpoint_k(T), "loss": loss, "grad_norm": float(a.grad.norm()),
+            "checkpoint_every": u._checkpoint_plan(T)[0], "kept_steps": u._checkpoint_plan(T)[1],
+            "loss": loss, "grad_norm": float(a.grad.norm()),
             "gym_wall": gym_wall, "gym_cpu": gym_cpu, "fwd_wall": fwd_wall, "fwd_cpu": fwd_cpu,
             "fb_wall": fb_wall, "fb_cpu": fb_cpu, "peak_bytes": int(peak)}
 
@@ -120,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"unknown task {unknown[0]!r}: expected some of {', '.join(TASKS)}")
     rows = []
     print("| task | steps (substeps) | particles | gym steps/s wall (cpu) | forward s wall (cpu) "
-          "| fwd+bwd s wall (cpu) | fwd+bwd / fwd (cpu) | K | peak MB | full horizon | full episode fwd, "
+          "| fwd+bwd s wall (cpu) | fwd+bwd / fwd (cpu) | K / kept | peak MB | full horizon | full episode fwd, "
           "fwd+bwd cpu s |", flush=True)
     print("|---|---|---|---|---|---|---|---|---|---|---|", flush=True)
     for task in args.tasks:
@@ -141,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
         full_episode = f"{mark}{r['fwd_cpu'] * scale:.1f}, {mark}{r['fb_cpu'] * scale:.1f}"
         print(f"| {task} | {T} ({r['substeps']}) | {r['particles']} | {T / r['gym_wall']:.0f} ({T / r['gym_cpu']:.0f}) "
               f"| {r['fwd_wall']:.1f} ({r['fwd_cpu']:.1f}) | {r['fb_wall']:.1f} ({r['fb_cpu']:.1f}) "
-              f"| {r['fb_cpu'] / r['fwd_cpu']:.2f} | {r['checkpoint_every'] or 'all'} | {r['peak_bytes'] / 1e6:.0f} "
+              f"| {r['fb_cpu'] / r['fwd_cpu']:.2f} | {r['checkpoint_every'] or 'all'}"
+              f"{' / ' + str(r['kept_steps']) if r.get('kept_steps') else ''} | {r['peak_bytes'] / 1e6:.0f} "
               f"| {full} | {full_episode} |", flush=True)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     from physim.io.atomic import atomic_write_text
