@@ -196,7 +196,7 @@ def test_sand_column_settles_at_the_angle_of_repose():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("phi", [20.0, 25.0, 35.0])
+@pytest.mark.parametrize("phi", [20.0, 25.0, 35.0, 40.0])
 def test_sand_angle_of_repose_follows_the_friction_angle(phi):
     """Verify the collapsed column's flank angle stays within 5° of φ for other friction angles."""
     angle = collapse_angle(phi)
