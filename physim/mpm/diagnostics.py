@@ -1,6 +1,6 @@
 """Physical diagnostics of a state, in torch: momentum, energies, fluid pressure; a pile's flank angle.
 
-Used by the physics tests and handy for losses and plots; all differentiable.
+Used by the physics tests and handy for losses and plots; all differentiable but `pile_angle`.
 """
 
 from __future__ import annotations
