@@ -81,6 +81,8 @@ def _as_prec(M: object, A: object) -> Callable[[np.ndarray], np.ndarray] | None:
 
         op = as_operator(A, n=A.shape[0], batch=1, dtype=torch.float64, device=torch.device("cpu"))
         M = make_preconditioner(M, op, n=A.shape[0], batch=1)
+    if getattr(M, "apply_numpy", None) is not None:  # a physim Preconditioner with a numpy path
+        return M.apply_numpy
     if hasattr(M, "apply") and hasattr(M, "symmetric"):  # a physim Preconditioner on torch batches
         prec = M
         return lambda v: prec(torch.from_numpy(np.ascontiguousarray(v))[None])[0].numpy()
