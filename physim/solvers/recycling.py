@@ -301,6 +301,7 @@ def gcrodr(
     k: int = 20,
     maxiter: int | None = None,
     raise_on_fail: bool = False,
+    update_every: int = 1,
 ) -> SolveResult:
     """Solve A x = b by GCRO-DR(m, k), starting from and updating a recycled subspace.
 
@@ -318,6 +319,9 @@ def gcrodr(
         k: Recycled vectors when `recycle` is None.
         maxiter: Limit on products with A (default 10 n).
         raise_on_fail: Raise `NotConverged` instead of returning ``converged=False``.
+        update_every: Refresh the recycled space (harmonic Ritz vectors, new C and U: three k × (k + j) × n
+            products and a small eigenproblem) every this many deflated cycles, and always on the last
+            one; 1 is Parks et al.'s GCRO-DR. In between, the cycle deflates with the current C.
 
     Returns:
         `SolveResult` (1 system): iterations count every product with A, including the k needed to
@@ -330,6 +334,8 @@ def gcrodr(
     space = recycle if recycle is not None else RecycleSpace(k=k)
     kk = space.k
     check_int("m", m, kk + 1)
+    check_int("update_every", update_every, 1)
+    deflated = 0
     Ut = Ct = CtU = None  # recycled bases as rows: U (n, k) and C = A M U (n, k), C orthonormal; CtU = Cᵀ U
     recycled = False
     cycles = 0
@@ -391,6 +397,13 @@ def gcrodr(
             y[:kk] = (rhs[:kk] - Bm @ y[kk:]) / d
             x = x + to_x((y[:kk] * d) @ Ut + y[kk:] @ Vt[:j])
             r = r - (G @ y) @ Vht
+            deflated += 1
+            # Between refreshes C and U stay as they are (a fixed augmentation space, still a minimal-residual
+            # cycle over range(C) + the Krylov space); the last cycle of a solve always refreshes, so the space
+            # carried to the next system holds this system's information.
+            if deflated % update_every and float(np.linalg.norm(r)) > tol and count[0] < maxiter:
+                history.append(sys_.check(x, r))
+                continue
             # V̂ᵀŴ = [[CᵀŨ, 0], [Vᵀ Ũ, I; 0]]: C ⟂ V by construction, so only the Ũ columns need products,
             # and CᵀU is carried from the previous cycle's small matrices, so only VᵀŨ needs n-vectors.
             VW = np.zeros((kk + j + 1, kk + j))

@@ -201,3 +201,43 @@ def test_bench_solvers_precond_option_runs_every_variant_with_shared_preconditio
     assert rows[1]["speedup_cpu_fair"] == 1.0 and "precond_us" in rows[0]["unit_costs_us"]
     with pytest.raises(SystemExit):
         bench.main(["--parts", "a", "--precond", "nonsense"])
+
+
+def test_gcrodr_refreshing_every_few_cycles_still_solves_and_carries_the_space():
+    """Verify update_every > 1 reaches the direct solution, refreshes the space on the last cycle, and is validated."""
+    _, mats, rhs = _darcy(3, s=24, seed=4)
+    space = RecycleSpace(k=10)
+    for A, b in zip(mats, rhs):
+        before = None if space.U is None else space.U.copy()
+        res = gcrodr(A, b, rtol=1e-10, m=25, recycle=space, update_every=3)
+        x = sla.spsolve(A.tocsc(), b)
+        assert bool(res.converged) and np.allclose(res.x.numpy(), x, rtol=1e-7, atol=1e-9 * abs(x).max())
+        assert before is None or not np.allclose(before, space.U)  # refreshed with this system's information
+        # The carried pair satisfies A U = C with C orthonormal (to round-off).
+        assert np.allclose(A @ space.U, space.C, atol=1e-8 * abs(space.C).max())
+    with pytest.raises(ConfigError, match=r"^update_every="):
+        gcrodr(mats[0], rhs[0], update_every=0)
+
+
+def test_gcrodr_keeps_C_for_an_unchanged_matrix(monkeypatch):
+    """Verify one probe product detects an unchanged matrix (saving k − 1 products) and a changed one rebuilds C."""
+    from physim.solvers import recycling
+
+    A = poisson_matrix(16)
+    F = gaussian_random_field(3, 16, rng=2).reshape(3, -1)
+    counts = {}
+    for name, keep in (("kept", True), ("rebuilt", False)):
+        if not keep:
+            monkeypatch.setattr(recycling, "_same_operator", lambda *a, **kw: False)
+        space = RecycleSpace(k=10)
+        res = [gcrodr(A, f, rtol=1e-10, m=30, recycle=space) for f in F]
+        assert all(bool(r.converged) and r.info["recycled"] for r in res[1:])
+        counts[name] = [int(r.iterations) for r in res]
+    assert counts["kept"][0] == counts["rebuilt"][0]
+    # 10 products rebuild C, 1 probe keeps it; the cycles after it may differ by round-off only.
+    assert all(abs(c - k - 9) <= 2 for c, k in zip(counts["rebuilt"][1:], counts["kept"][1:])), counts
+    monkeypatch.undo()
+    space = RecycleSpace(k=10)
+    gcrodr(A, F[0], rtol=1e-10, m=30, recycle=space)
+    assert not recycling._same_operator(space, lambda v: (2.0 * A) @ v, A.shape[0])
+    assert recycling._same_operator(space, lambda v: A @ v, A.shape[0])
