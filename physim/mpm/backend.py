@@ -50,7 +50,6 @@ class WarpBackend:
         has_mesh = any(isinstance(c, MeshCollider) for c in sim.colliders)
         K = make_transfer_kernels(T, laws, has_mesh, bool(sim.colliders))
         self.p2g, self.grid_update, self.g2p, self.mark_blocks = K.p2g, K.grid_update, K.g2p, K.mark_blocks
-        self.g2p2g = K.g2p2g
         self.stress, self.p2g_stored, self.p2g_stored_adjoint = K.stress, K.p2g_stored, K.p2g_stored_adjoint
         self.g2p_stored, self.project_trial = K.g2p_stored, K.project_trial
         self.g2p_stored_adjoint, self.grid_update_adjoint = K.g2p_stored_adjoint, K.grid_update_adjoint
@@ -137,7 +136,6 @@ class WarpBackend:
         self._recycled: defaultdict = defaultdict(list)  # (shape, dtype, grad) -> free taped arrays
         self._lease: list | None = None
         self._grid_clean = False
-        self.fuse_transfers = True  # False: separate g2p and p2g launches (A/B comparisons)
         self.flags: torch.Tensor | None = None
         self.grid_op = WarpOp(self._launch_p2g, (T.vec, T.vec, T.mat, T.mat, T.float, T.mat), name="mpm.p2g")
         self.op = WarpOp(self._launch, (T.vec, T.vec, T.mat, T.mat, T.float, T.float, T.float, T.mat),
@@ -230,17 +228,13 @@ class WarpBackend:
             wp.launch(self.gather_mat, n, inputs=[order, tau_ext], outputs=[tau_s], device=dev)
             tau_ext = tau_s
 
-        # without a tape, rigid bodies (moved between the transfers) or torch stresses, g2p of substep s
-        # and p2g of substep s + 1 are one pass over the particles (`g2p2g`)
-        fuse = self.fuse_transfers and not rec and not self.has_rigid and tau_ext.shape[0] != n
         for s in range(S):
             xs, vs, Cs, Fs = cur
-            scattered = fuse and s > 0  # the grid already holds this substep's transfer
             if rec:
                 grid, grid_v = self._taped_grid(ctx)
             else:
                 grid = self._buf("grid", nodes, self.vecg)
-                if not self._grid_clean and not scattered:
+                if not self._grid_clean:
                     grid.zero_()
                 grid_v = self._buf("grid_v", nodes, self.vecv)
             # without a tape (and without rigid bodies, which move particles after g2p) the blocks
@@ -252,7 +246,7 @@ class WarpBackend:
                 args = [xs, vs, Cs, tau, body, vol, table, self.res, inv_dx, dt]
                 wp.launch(self.p2g_stored, n, inputs=args, outputs=[grid], device=dev, record_tape=False)
                 self._record_p2g_adjoint(args, grid, cur, tau, table)
-            elif not scattered:
+            else:
                 wp.launch(self.p2g, n, inputs=[xs, vs, Cs, Fs, body, vol, self.kinds, table, tau_ext,
                                                self.res, inv_dx, dt], outputs=[grid], device=dev)
             # without a tape the grid is cleared by the kernel that reads it last (saves a pass)
@@ -274,9 +268,6 @@ class WarpBackend:
                 self._record_g2p_adjoint(args, outs, Ft, Fs, grid_v)
                 wp.launch(self.project_trial, n, inputs=[Ft, body, self.kinds, table], outputs=[outs[3], flags_all[s]],
                           device=dev)
-            elif fuse and s < S - 1:
-                wp.launch(self.g2p2g, n, inputs=[xs, Fs, body, self.kinds, table, grid_v, self.res, inv_dx, dt, self.nb,
-                                                 vol], outputs=[*outs, flags_all[s], self._marks(), grid], device=dev)
             else:
                 wp.launch(self.g2p, n, inputs=[xs, Fs, body, self.kinds, table, grid_v, self.res, inv_dx, dt, self.nb],
                           outputs=[*outs, flags_all[s], self._marks()], device=dev)

@@ -11,9 +11,8 @@ One substep is three launches:
 - `g2p`: per particle, v_p = Σ w v_i, C_p = (4/Δx²) Σ w v_i (x_i − x_p)ᵀ, x_p += Δt v_p,
   F_trial = (I + Δt C_p) F_p, then the material's plastic projection (fused).
 
-Without a tape, `g2p2g` runs `g2p` of one substep and `p2g` of the next in one pass over the
-particles (same arithmetic, bitwise the same grid), and `g2p` flags the grid blocks of the
-next substep's grid update, so a substep is two launches over the particles instead of three.
+Without a tape, `g2p` flags the grid blocks of the next substep's grid update (no separate
+marking pass over the particles).
 
 The simulator hands the particles over sorted by cell (consecutive particles touch the same
 nodes and the particle arrays are read in order); results do not depend on the order up to
@@ -766,40 +765,6 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool, has_c
         advance(wp.tid(), x, F, body, kinds, table, grid_v, res, inv_dx, dt, nb, x_out, v_out, C_out, F_out, flags,
                 marks)
 
-    @wp.kernel
-    def g2p2g(
-        x: wp.array(dtype=vec),
-        F: wp.array(dtype=mat),
-        body: wp.array(dtype=wp.int32),
-        kinds: wp.array(dtype=wp.int32),
-        table: wp.array2d(dtype=float_t),
-        grid_v: wp.array(dtype=vec),
-        res: wp.vec3i,
-        inv_dx: float_t,
-        dt: float_t,
-        nb: wp.vec3i,
-        vol: wp.array(dtype=float_t),
-        # outputs
-        x_out: wp.array(dtype=vec),
-        v_out: wp.array(dtype=vec),
-        C_out: wp.array(dtype=mat),
-        F_out: wp.array(dtype=mat),
-        flags: wp.array(dtype=wp.int32),
-        marks: wp.array(dtype=wp.int32),
-        grid: wp.array(dtype=vecg),
-    ):
-        """`g2p` of substep s fused with `p2g` of substep s + 1 (untaped, without rigid bodies or torch
-        stresses): the particle's new state is scattered while it is in cache, instead of being read
-        back by a second pass over the particles. Same arithmetic as the two kernels."""
-        p = wp.tid()
-        if advance(p, x, F, body, kinds, table, grid_v, res, inv_dx, dt, nb, x_out, v_out, C_out, F_out, flags,
-                   marks) != 0:
-            b = body[p]
-            Vp = vol[p]
-            Cp = C_out[p]
-            tau = kirchhoff(kinds[b] & LAW_MASK, F_out[p], Cp, table, b, mat())
-            scatter(x_out[p], v_out[p], Cp, table[b, 0] * Vp, Vp, tau, res, inv_dx, dt, grid)
-
     @wp.func
     def gather(xp: vec, grid_v: wp.array(dtype=vec), res: wp.vec3i, inv_dx: float_t):
         """APIC gather of one particle: velocity v_p = Σ w v_i and affine field C_p = (4/Δx²) Σ w v_i (x_i − x_p)ᵀ."""
@@ -963,7 +928,7 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool, has_c
                     gf += e * vec(d0[i] * w1[j], w0[i] * d1[j])
         x_grad[p] = x_grad[p] + gxn - wp.transpose(gB) * vp + inv_dx * gf
 
-    return SimpleNamespace(p2g=p2g, grid_update=grid_update, g2p=g2p, g2p2g=g2p2g, mark_blocks=mark_blocks,
+    return SimpleNamespace(p2g=p2g, grid_update=grid_update, g2p=g2p, mark_blocks=mark_blocks,
                            stress=stress, p2g_stored=p2g_stored,
                            p2g_stored_adjoint=p2g_stored_adjoint, g2p_stored=g2p_stored, project_trial=project_trial,
                            g2p_stored_adjoint=g2p_stored_adjoint, grid_update_adjoint=grid_update_adjoint)
