@@ -19,7 +19,7 @@ from physim.autodiff import WarpOp
 from physim.errors import SimulationDiverged
 from physim.mpm.colliders import MeshCollider
 from physim.mpm.kernel_types import kernel_types
-from physim.mpm.materials.base import KIND_NEURAL, KIND_RIGID, LAW_MASK
+from physim.mpm.materials.base import KIND_HERSCHEL_BULKLEY, KIND_NEURAL, KIND_NEWTONIAN, KIND_RIGID, LAW_MASK
 from physim.runtime import init_warp
 
 __all__ = ["WarpBackend"]
@@ -56,7 +56,12 @@ class WarpBackend:
         self.vecg, self.vecv = T.vecg, T.vec
         from physim.mpm.sort_kernels import make_sort_kernels
 
-        self.cell_keys, self.gather, self.gather_mat, self.scatter, self.gather_static = make_sort_kernels(T)
+        (self.cell_keys, self.gather, self.gather_mat, self.scatter, self.gather_static, self.gather_j,
+         self.scatter_j) = make_sort_kernels(T)
+        self.p2g_fluid, self.g2p_fluid = K.p2g_fluid, K.g2p_fluid
+        # a scene of fluids only (stress and projection functions of J = det F) carries J instead of F
+        # through its untaped substeps
+        self.carry_j = all(b.material.kind in (KIND_NEWTONIAN, KIND_HERSCHEL_BULKLEY) for b in sim.bodies)
         if self.has_rigid:
             self.rigid_sums1, self.rigid_sums2, self.rigid_apply = make_rigid_kernels(T)
 
@@ -221,8 +226,10 @@ class WarpBackend:
             ridx = self._buf("ridx", max(self.rigid_particles, 1), wp.int32)
         wp.launch(self.gather_static, n, inputs=[order, self.body, self.vol, self.rslot],
                   outputs=[body, vol, rslot, ridx], device=dev)
-        cur = self._particles(ctx, rec, "sorted")
-        wp.launch(self.gather, n, inputs=[order, x, v, C, F], outputs=list(cur), device=dev)
+        carry_j = self.carry_j and not rec
+        cur = self._particles(ctx, rec, "sorted", carry_j)
+        wp.launch(self.gather_j if carry_j else self.gather, n, inputs=[order, x, v, C, F], outputs=list(cur),
+                  device=dev)
         if tau_ext.shape[0] == n:
             tau_s = ctx.zeros(n, T.mat) if rec else self._buf("tau", n, T.mat)
             wp.launch(self.gather_mat, n, inputs=[order, tau_ext], outputs=[tau_s], device=dev)
@@ -246,6 +253,9 @@ class WarpBackend:
                 args = [xs, vs, Cs, tau, body, vol, table, self.res, inv_dx, dt]
                 wp.launch(self.p2g_stored, n, inputs=args, outputs=[grid], device=dev, record_tape=False)
                 self._record_p2g_adjoint(args, grid, cur, tau, table)
+            elif carry_j:  # Fs holds J
+                wp.launch(self.p2g_fluid, n, inputs=[xs, vs, Cs, Fs, body, vol, self.kinds, table, self.res, inv_dx,
+                                                     dt], outputs=[grid], device=dev)
             else:
                 wp.launch(self.p2g, n, inputs=[xs, vs, Cs, Fs, body, vol, self.kinds, table, tau_ext,
                                                self.res, inv_dx, dt], outputs=[grid], device=dev)
@@ -259,7 +269,7 @@ class WarpBackend:
             if rec and self.ncol == 0:
                 self._record_grid_adjoint(grid, grid_v, blist, nblk, dt)
             self._grid_clean = not rec
-            outs = self._particles(ctx, rec, f"g2p{s % 2}")
+            outs = self._particles(ctx, rec, f"g2p{s % 2}", carry_j)
             if rec:  # the transfer with a hand-written adjoint, the projection with Warp's
                 Ft = self._taped(n, T.mat, zero=False)
                 args = [xs, Fs, grid_v, self.res, inv_dx, dt]
@@ -268,6 +278,9 @@ class WarpBackend:
                 self._record_g2p_adjoint(args, outs, Ft, Fs, grid_v)
                 wp.launch(self.project_trial, n, inputs=[Ft, body, self.kinds, table], outputs=[outs[3], flags_all[s]],
                           device=dev)
+            elif carry_j:
+                wp.launch(self.g2p_fluid, n, inputs=[xs, Fs, grid_v, self.res, inv_dx, dt, self.nb],
+                          outputs=[*outs, flags_all[s], self._marks()], device=dev)
             else:
                 wp.launch(self.g2p, n, inputs=[xs, Fs, body, self.kinds, table, grid_v, self.res, inv_dx, dt, self.nb],
                           outputs=[*outs, flags_all[s], self._marks()], device=dev)
@@ -276,7 +289,8 @@ class WarpBackend:
             cur = outs
         # fresh output tensors in particle-id order (every entry is written: no zero fill needed)
         final = self._fresh_particles(ctx, rec)
-        wp.launch(self.scatter, n, inputs=[order, *cur], outputs=list(final), device=dev)
+        wp.launch(self.scatter_j if carry_j else self.scatter, n, inputs=[order, *cur], outputs=list(final),
+                  device=dev)
         return (*final, force, torque)
 
     def _record_p2g_adjoint(self, args, grid, cur, tau, table) -> None:
@@ -410,14 +424,14 @@ class WarpBackend:
 
         return out(n, d, dtype=T.vec), out(n, d, dtype=T.vec), out(n, d, d, dtype=T.mat), out(n, d, d, dtype=T.mat)
 
-    def _particles(self, ctx, fresh: bool, tag: str):
-        """Particle arrays: fresh ones on the tape, reused buffers otherwise."""
+    def _particles(self, ctx, fresh: bool, tag: str, carry_j: bool = False):
+        """Particle arrays (x, v, C, F, or J instead of F): fresh ones on the tape, reused buffers otherwise."""
         T, n = self.T, self.n
         if fresh:  # every entry is written by the kernel that fills them: no zero fill
             return (self._taped(n, T.vec, zero=False), self._taped(n, T.vec, zero=False),
                     self._taped(n, T.mat, zero=False), self._taped(n, T.mat, zero=False))
-        return (self._buf(tag + "x", n, T.vec), self._buf(tag + "v", n, T.vec), self._buf(tag + "C", n, T.mat),
-                self._buf(tag + "F", n, T.mat))
+        last = self._buf(tag + "J", n, T.float) if carry_j else self._buf(tag + "F", n, T.mat)
+        return self._buf(tag + "x", n, T.vec), self._buf(tag + "v", n, T.vec), self._buf(tag + "C", n, T.mat), last
 
     def _rigid(self, ctx, outs, table, body, vol, rslot, ridx, fresh: bool, tag: str):
         wp, T = self.wp, self.T

@@ -626,30 +626,10 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool, has_c
             grid_grad[node] = grid_grad[node] + out
 
     @wp.func
-    def advance(
-        p: int,
-        x: wp.array(dtype=vec),
-        F: wp.array(dtype=mat),
-        body: wp.array(dtype=wp.int32),
-        kinds: wp.array(dtype=wp.int32),
-        table: wp.array2d(dtype=float_t),
-        grid_v: wp.array(dtype=vec),
-        res: wp.vec3i,
-        inv_dx: float_t,
-        dt: float_t,
-        nb: wp.vec3i,
-        # outputs
-        x_out: wp.array(dtype=vec),
-        v_out: wp.array(dtype=vec),
-        C_out: wp.array(dtype=mat),
-        F_out: wp.array(dtype=mat),
-        flags: wp.array(dtype=wp.int32),
-        marks: wp.array(dtype=wp.int32),
-    ) -> int:
-        """Gather APIC velocity and affine field, advect, update F and project it (plasticity);
-        flag the grid block of the new position for the next substep (as `mark_blocks` does).
-        Returns 1 if the new state is finite, else 0."""
-        xs = x[p] * inv_dx
+    def apic_gather(xp: vec, grid_v: wp.array(dtype=vec), res: wp.vec3i, inv_dx: float_t):
+        """APIC velocity v_p = Σ w v_i and affine field C_p = (4/Δx²) Σ w v_i (x_i − x_p)ᵀ of one particle
+        (the untaped form: the stencil sums hoisted per axis)."""
+        xs = xp * inv_dx
         dx = float_t(1.0) / inv_dx
         vp = vec()
         # B = Σ w v_i (o − f)ᵀ dx = dx (Σ_c (Σ w v_i o_c) e_cᵀ − v_p fᵀ): accumulate Σ w v_i o_c per axis
@@ -701,26 +681,16 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool, has_c
                 B[r, 0] = s0[r]
                 B[r, 1] = s1[r]
         B = dx * (B - wp.outer(vp, f))
-        Cn = (float_t(4.0) * inv_dx * inv_dx) * B
-        xn = x[p] + dt * vp
-        Ft = (wp.identity(n=dim, dtype=float_t) + dt * Cn) * F[p]
-        b = body[p]
-        kind = kinds[b]
-        Fn = Ft
-        if (kind & TORCH_PROJECTION) == 0:
-            Fn = project(kind & LAW_MASK, Ft, table, b)
-        x_out[p] = xn
-        v_out[p] = vp
-        C_out[p] = Cn
-        F_out[p] = Fn
-        # divergence bookkeeping: non-finite values, and particles leaving the safe interior. One
-        # test of the sum: a NaN or inf in any entry makes it non-finite (finite entries overflow
-        # it only beyond 1e38, a diverged particle anyway); 15 separate tests cost 10 % of g2p.
-        tot = float_t(0.0)
-        for r in range(dim):
-            tot += xn[r] + vp[r]
-            for c in range(dim):
-                tot += Fn[r, c]
+        return vp, (float_t(4.0) * inv_dx * inv_dx) * B
+
+    @wp.func
+    def check_and_mark(tot: float_t, xn: vec, res: wp.vec3i, inv_dx: float_t, nb: wp.vec3i,
+                       flags: wp.array(dtype=wp.int32), marks: wp.array(dtype=wp.int32)) -> int:
+        """Divergence bookkeeping of a particle's new state (`tot`: the sum of its entries) and the grid
+        block flag of its new position for the next substep (as `mark_blocks` does). Returns 1 if finite.
+
+        One test of the sum: a NaN or inf in any entry makes it non-finite (finite entries overflow
+        it only beyond 1e38, a diverged particle anyway); 15 separate tests cost 10 % of g2p."""
         ok = int(0)  # noqa: UP018, RUF046  (a runtime variable, assigned in a branch)
         if not wp.isfinite(tot):
             wp.atomic_add(flags, 0, 1)
@@ -740,6 +710,49 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool, has_c
                 bj = cell_base(xg[1], res[1]) / BLOCK
                 marks[bi * nb[1] + bj] = 1
         return ok
+
+    @wp.func
+    def advance(
+        p: int,
+        x: wp.array(dtype=vec),
+        F: wp.array(dtype=mat),
+        body: wp.array(dtype=wp.int32),
+        kinds: wp.array(dtype=wp.int32),
+        table: wp.array2d(dtype=float_t),
+        grid_v: wp.array(dtype=vec),
+        res: wp.vec3i,
+        inv_dx: float_t,
+        dt: float_t,
+        nb: wp.vec3i,
+        # outputs
+        x_out: wp.array(dtype=vec),
+        v_out: wp.array(dtype=vec),
+        C_out: wp.array(dtype=mat),
+        F_out: wp.array(dtype=mat),
+        flags: wp.array(dtype=wp.int32),
+        marks: wp.array(dtype=wp.int32),
+    ) -> int:
+        """Gather APIC velocity and affine field, advect, update F and project it (plasticity);
+        flag the grid block of the new position for the next substep.
+        Returns 1 if the new state is finite, else 0."""
+        vp, Cn = apic_gather(x[p], grid_v, res, inv_dx)
+        xn = x[p] + dt * vp
+        Ft = (wp.identity(n=dim, dtype=float_t) + dt * Cn) * F[p]
+        b = body[p]
+        kind = kinds[b]
+        Fn = Ft
+        if (kind & TORCH_PROJECTION) == 0:
+            Fn = project(kind & LAW_MASK, Ft, table, b)
+        x_out[p] = xn
+        v_out[p] = vp
+        C_out[p] = Cn
+        F_out[p] = Fn
+        tot = float_t(0.0)
+        for r in range(dim):
+            tot += xn[r] + vp[r]
+            for c in range(dim):
+                tot += Fn[r, c]
+        return check_and_mark(tot, xn, res, inv_dx, nb, flags, marks)
 
     @wp.kernel
     def g2p(
@@ -764,6 +777,78 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool, has_c
         """Grid-to-particle transfer of one substep (`advance`)."""
         advance(wp.tid(), x, F, body, kinds, table, grid_v, res, inv_dx, dt, nb, x_out, v_out, C_out, F_out, flags,
                 marks)
+
+    # ------------------------------------------------------------------- fluid-only scenes, untaped
+    # A fluid's stress and plastic projection depend on J = det F only, and det((I + Δt C) F) =
+    # det(I + Δt C) J: the untaped substeps of a scene of fluids carry the scalar J instead of F
+    # (4 bytes instead of d² floats per particle read and written, no matrix product, no root per
+    # substep); F = J^{1/d} I is formed once, when the particles leave the operation.
+    @wp.func
+    def fluid_kirchhoff(kind: int, J: float_t, Cp: mat, table: wp.array2d(dtype=float_t), b: int) -> mat:
+        tau = mat()
+        if wp.static(has_newt):
+            if kind == mb.KIND_NEWTONIAN:
+                tau = fl.newtonian_j(J, Cp, table[b, P0], table[b, P0 + 1], table[b, P0 + 2], table[b, P0 + 3])
+        if wp.static(has_hb):
+            if kind == mb.KIND_HERSCHEL_BULKLEY:
+                tau = fl.herschel_bulkley_j(J, Cp, table[b, P0], table[b, P0 + 1], table[b, P0 + 2],
+                                            table[b, P0 + 3], table[b, P0 + 4], table[b, P0 + 5], table[b, P0 + 6])
+        return tau
+
+    @wp.kernel
+    def p2g_fluid(
+        x: wp.array(dtype=vec),
+        v: wp.array(dtype=vec),
+        C: wp.array(dtype=mat),
+        J: wp.array(dtype=float_t),
+        body: wp.array(dtype=wp.int32),
+        vol: wp.array(dtype=float_t),
+        kinds: wp.array(dtype=wp.int32),
+        table: wp.array2d(dtype=float_t),
+        res: wp.vec3i,
+        inv_dx: float_t,
+        dt: float_t,
+        # outputs
+        grid: wp.array(dtype=vecg),
+    ):
+        """`p2g` of a fluid-only scene, from the particles' J."""
+        p = wp.tid()
+        b = body[p]
+        Vp = vol[p]
+        Cp = C[p]
+        tau = fluid_kirchhoff(kinds[b] & LAW_MASK, J[p], Cp, table, b)
+        scatter(x[p], v[p], Cp, table[b, 0] * Vp, Vp, tau, res, inv_dx, dt, grid)
+
+    @wp.kernel
+    def g2p_fluid(
+        x: wp.array(dtype=vec),
+        J: wp.array(dtype=float_t),
+        grid_v: wp.array(dtype=vec),
+        res: wp.vec3i,
+        inv_dx: float_t,
+        dt: float_t,
+        nb: wp.vec3i,
+        # outputs
+        x_out: wp.array(dtype=vec),
+        v_out: wp.array(dtype=vec),
+        C_out: wp.array(dtype=mat),
+        J_out: wp.array(dtype=float_t),
+        flags: wp.array(dtype=wp.int32),
+        marks: wp.array(dtype=wp.int32),
+    ):
+        """`g2p` of a fluid-only scene: J ← max(det(I + Δt C) J, 10⁻⁶) (the projection `volumetric` keeps)."""
+        p = wp.tid()
+        vp, Cn = apic_gather(x[p], grid_v, res, inv_dx)
+        xn = x[p] + dt * vp
+        Jn = wp.max(wp.determinant(wp.identity(n=dim, dtype=float_t) + dt * Cn) * J[p], float_t(1e-6))
+        x_out[p] = xn
+        v_out[p] = vp
+        C_out[p] = Cn
+        J_out[p] = Jn
+        tot = Jn
+        for r in range(dim):
+            tot += xn[r] + vp[r]
+        check_and_mark(tot, xn, res, inv_dx, nb, flags, marks)
 
     @wp.func
     def gather(xp: vec, grid_v: wp.array(dtype=vec), res: wp.vec3i, inv_dx: float_t):
@@ -929,6 +1014,7 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool, has_c
         x_grad[p] = x_grad[p] + gxn - wp.transpose(gB) * vp + inv_dx * gf
 
     return SimpleNamespace(p2g=p2g, grid_update=grid_update, g2p=g2p, mark_blocks=mark_blocks,
+                           p2g_fluid=p2g_fluid, g2p_fluid=g2p_fluid,
                            stress=stress, p2g_stored=p2g_stored,
                            p2g_stored_adjoint=p2g_stored_adjoint, g2p_stored=g2p_stored, project_trial=project_trial,
                            g2p_stored_adjoint=g2p_stored_adjoint, grid_update_adjoint=grid_update_adjoint)
