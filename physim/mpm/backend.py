@@ -58,7 +58,7 @@ class WarpBackend:
 
         (self.cell_keys, self.gather, self.gather_mat, self.scatter, self.gather_static, self.gather_j,
          self.scatter_j) = make_sort_kernels(T)
-        self.p2g_fluid, self.g2p_fluid = K.p2g_fluid, K.g2p_fluid
+        self.p2g_fluid, self.g2p_fluid, self.grid_update_blocks = K.p2g_fluid, K.g2p_fluid, K.grid_update_blocks
         # a scene of fluids only (stress and projection functions of J = det F) carries J instead of F
         # through its untaped substeps
         self.carry_j = all(b.material.kind in (KIND_NEWTONIAN, KIND_HERSCHEL_BULKLEY) for b in sim.bodies)
@@ -261,7 +261,10 @@ class WarpBackend:
                                                self.res, inv_dx, dt], outputs=[grid], device=dev)
             # without a tape the grid is cleared by the kernel that reads it last (saves a pass)
             # without colliders the grid update's adjoint is hand-written (about 3× cheaper than Warp's)
-            wp.launch(self.grid_update, nblk * self.block_nodes,
+            # untaped on a CPU: one thread per block (its position decoded once for its nodes)
+            per_block = getattr(self, "ab_blocks", True) and not rec and dev == "cpu"
+            wp.launch(self.grid_update_blocks if per_block else self.grid_update,
+                      nblk if per_block else nblk * self.block_nodes,
                       inputs=[grid, self.res, T.float(self.dx), dt, self.gravity, cfg.bound, self.bc, self.ncol,
                               self.ctype, self.cparam, self.cmesh, self.csticky, records, s, friction, int(not rec),
                               blist, self.nb],

@@ -110,6 +110,6 @@ def make_sort_kernels(T: KernelTypes):
         x[p] = xs[t]
         v[p] = vs[t]
         C[p] = Cs[t]
-        F[p] = fl.volumetric_j(Js[t])
+        F[p] = fl.volumetric(fl.with_det(Js[t]))
 
     return cell_keys, gather, gather_mat, scatter, gather_static, gather_j, scatter_j

@@ -463,8 +463,9 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool, has_c
                 best = c
         return best
 
-    @wp.kernel
-    def grid_update(
+    @wp.func
+    def update_node(
+        I: wp.vec3i,
         grid: wp.array(dtype=vecg),
         res: wp.vec3i,
         dx: float_t,
@@ -481,29 +482,12 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool, has_c
         s: int,
         friction: wp.array(dtype=float_t),
         clear: int,
-        blocks: wp.array(dtype=wp.int32),
-        nb: wp.vec3i,
         # outputs
         grid_v: wp.array(dtype=vec),
         force: wp.array(dtype=vec3),
         torque: wp.array(dtype=vec3),
     ):
-        """Grid velocities, colliders with Coulomb friction (reaction force and torque), domain walls."""
-        # one thread per node of the listed blocks; nodes of blocks no particle touches hold no
-        # mass and are read by no particle, so they need not be visited
-        t = wp.tid()
-        blk = blocks[t / BLOCK_NODES]
-        loc = t % BLOCK_NODES
-        I = wp.vec3i()
-        if wp.static(dim == 3):
-            I = wp.vec3i((blk / (nb[1] * nb[2])) * BLOCK + loc / (BLOCK * BLOCK),
-                         ((blk / nb[2]) % nb[1]) * BLOCK + (loc / BLOCK) % BLOCK, (blk % nb[2]) * BLOCK + loc % BLOCK)
-            if I[0] >= res[0] or I[1] >= res[1] or I[2] >= res[2]:
-                return
-        else:
-            I = wp.vec3i((blk / nb[1]) * BLOCK + loc / BLOCK, (blk % nb[1]) * BLOCK + loc % BLOCK, 0)
-            if I[0] >= res[0] or I[1] >= res[1]:
-                return
+        """Velocity of grid node I: momentum / mass + gravity, the colliders, the domain walls."""
         node = (I[0] * res[1] + I[1]) * res[2] + I[2]
         g = grid[node]
         if clear != 0:
@@ -558,6 +542,98 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool, has_c
                         if bc == BC_SLIP or into:
                             v[ax] = float_t(0.0)
         grid_v[node] = v
+
+
+    @wp.kernel
+    def grid_update(
+        grid: wp.array(dtype=vecg),
+        res: wp.vec3i,
+        dx: float_t,
+        dt: float_t,
+        gravity: vec,
+        bound: int,
+        bc: int,
+        ncol: int,
+        ctype: wp.array(dtype=wp.int32),
+        cparam: wp.array(dtype=vec3),
+        cmesh: wp.array(dtype=wp.uint64),
+        csticky: wp.array(dtype=wp.int32),
+        cstate: wp.array3d(dtype=float_t),
+        s: int,
+        friction: wp.array(dtype=float_t),
+        clear: int,
+        blocks: wp.array(dtype=wp.int32),
+        nb: wp.vec3i,
+        # outputs
+        grid_v: wp.array(dtype=vec),
+        force: wp.array(dtype=vec3),
+        torque: wp.array(dtype=vec3),
+    ):
+        """Grid velocities, colliders with Coulomb friction (reaction force and torque), domain walls."""
+        # one thread per node of the listed blocks; nodes of blocks no particle touches hold no
+        # mass and are read by no particle, so they need not be visited
+        t = wp.tid()
+        blk = blocks[t / BLOCK_NODES]
+        loc = t % BLOCK_NODES
+        I = wp.vec3i()
+        if wp.static(dim == 3):
+            I = wp.vec3i((blk / (nb[1] * nb[2])) * BLOCK + loc / (BLOCK * BLOCK),
+                         ((blk / nb[2]) % nb[1]) * BLOCK + (loc / BLOCK) % BLOCK, (blk % nb[2]) * BLOCK + loc % BLOCK)
+            if I[0] >= res[0] or I[1] >= res[1] or I[2] >= res[2]:
+                return
+        else:
+            I = wp.vec3i((blk / nb[1]) * BLOCK + loc / BLOCK, (blk % nb[1]) * BLOCK + loc % BLOCK, 0)
+            if I[0] >= res[0] or I[1] >= res[1]:
+                return
+        update_node(I, grid, res, dx, dt, gravity, bound, bc, ncol, ctype, cparam, cmesh, csticky, cstate, s,
+                    friction, clear, grid_v, force, torque)
+
+    @wp.kernel
+    def grid_update_blocks(
+        grid: wp.array(dtype=vecg),
+        res: wp.vec3i,
+        dx: float_t,
+        dt: float_t,
+        gravity: vec,
+        bound: int,
+        bc: int,
+        ncol: int,
+        ctype: wp.array(dtype=wp.int32),
+        cparam: wp.array(dtype=vec3),
+        cmesh: wp.array(dtype=wp.uint64),
+        csticky: wp.array(dtype=wp.int32),
+        cstate: wp.array3d(dtype=float_t),
+        s: int,
+        friction: wp.array(dtype=float_t),
+        clear: int,
+        blocks: wp.array(dtype=wp.int32),
+        nb: wp.vec3i,
+        # outputs
+        grid_v: wp.array(dtype=vec),
+        force: wp.array(dtype=vec3),
+        torque: wp.array(dtype=vec3),
+    ):
+        """`grid_update` with one thread per listed block (untaped CPU substeps): the block's position is
+        decoded once for its BLOCK^d nodes (the integer divisions by the block counts cost more than a
+        collider-free node's update)."""
+        blk = blocks[wp.tid()]
+        o = wp.vec3i()
+        if wp.static(dim == 3):
+            o = wp.vec3i((blk / (nb[1] * nb[2])) * BLOCK, ((blk / nb[2]) % nb[1]) * BLOCK, (blk % nb[2]) * BLOCK)
+        else:
+            o = wp.vec3i((blk / nb[1]) * BLOCK, (blk % nb[1]) * BLOCK, 0)
+        for loc in range(BLOCK_NODES):
+            I = wp.vec3i()
+            if wp.static(dim == 3):
+                I = o + wp.vec3i(loc / (BLOCK * BLOCK), (loc / BLOCK) % BLOCK, loc % BLOCK)
+                if I[0] < res[0] and I[1] < res[1] and I[2] < res[2]:
+                    update_node(I, grid, res, dx, dt, gravity, bound, bc, ncol, ctype, cparam, cmesh, csticky,
+                                cstate, s, friction, clear, grid_v, force, torque)
+            else:
+                I = o + wp.vec3i(loc / BLOCK, loc % BLOCK, 0)
+                if I[0] < res[0] and I[1] < res[1]:
+                    update_node(I, grid, res, dx, dt, gravity, bound, bc, ncol, ctype, cparam, cmesh, csticky,
+                                cstate, s, friction, clear, grid_v, force, torque)
 
     @wp.func
     def block_node(t: int, blocks: wp.array(dtype=wp.int32), nb: wp.vec3i, res: wp.vec3i) -> wp.vec3i:
@@ -783,18 +859,6 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool, has_c
     # det(I + Δt C) J: the untaped substeps of a scene of fluids carry the scalar J instead of F
     # (4 bytes instead of d² floats per particle read and written, no matrix product, no root per
     # substep); F = J^{1/d} I is formed once, when the particles leave the operation.
-    @wp.func
-    def fluid_kirchhoff(kind: int, J: float_t, Cp: mat, table: wp.array2d(dtype=float_t), b: int) -> mat:
-        tau = mat()
-        if wp.static(has_newt):
-            if kind == mb.KIND_NEWTONIAN:
-                tau = fl.newtonian_j(J, Cp, table[b, P0], table[b, P0 + 1], table[b, P0 + 2], table[b, P0 + 3])
-        if wp.static(has_hb):
-            if kind == mb.KIND_HERSCHEL_BULKLEY:
-                tau = fl.herschel_bulkley_j(J, Cp, table[b, P0], table[b, P0 + 1], table[b, P0 + 2],
-                                            table[b, P0 + 3], table[b, P0 + 4], table[b, P0 + 5], table[b, P0 + 6])
-        return tau
-
     @wp.kernel
     def p2g_fluid(
         x: wp.array(dtype=vec),
@@ -816,7 +880,7 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool, has_c
         b = body[p]
         Vp = vol[p]
         Cp = C[p]
-        tau = fluid_kirchhoff(kinds[b] & LAW_MASK, J[p], Cp, table, b)
+        tau = kirchhoff(kinds[b] & LAW_MASK, fl.with_det(J[p]), Cp, table, b, mat())
         scatter(x[p], v[p], Cp, table[b, 0] * Vp, Vp, tau, res, inv_dx, dt, grid)
 
     @wp.kernel
@@ -1014,7 +1078,7 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool, has_c
         x_grad[p] = x_grad[p] + gxn - wp.transpose(gB) * vp + inv_dx * gf
 
     return SimpleNamespace(p2g=p2g, grid_update=grid_update, g2p=g2p, mark_blocks=mark_blocks,
-                           p2g_fluid=p2g_fluid, g2p_fluid=g2p_fluid,
+                           p2g_fluid=p2g_fluid, g2p_fluid=g2p_fluid, grid_update_blocks=grid_update_blocks,
                            stress=stress, p2g_stored=p2g_stored,
                            p2g_stored_adjoint=p2g_stored_adjoint, g2p_stored=g2p_stored, project_trial=project_trial,
                            g2p_stored_adjoint=g2p_stored_adjoint, grid_update_adjoint=grid_update_adjoint)

@@ -12,8 +12,7 @@ __all__ = ["make_fluid_funcs"]
 
 @functools.cache
 def make_fluid_funcs(T: KernelTypes):
-    """Kirchhoff stresses ``newtonian(F, C, K, η, γ, ζ)``, ``herschel_bulkley(...)`` and ``volumetric(F)``,
-    and their forms of J = det F (``newtonian_j``, ``herschel_bulkley_j``, ``volumetric_j``)."""
+    """Kirchhoff stresses ``newtonian(F, C, K, η, γ)``, ``herschel_bulkley(...)`` and ``volumetric(F)``."""
     dim, float_t, mat = T.dim, T.float, T.mat
     inv_dim = 1.0 / dim
 
@@ -31,8 +30,8 @@ def make_fluid_funcs(T: KernelTypes):
         return D - wp.trace(D) * float_t(inv_dim) * wp.identity(n=dim, dtype=float_t)
 
     @wp.func
-    def newtonian_j(J: float_t, C: mat, K: float_t, eta: float_t, gamma: float_t, zeta: float_t) -> mat:
-        """`newtonian` from J = det F (the untaped fluid substeps carry J, not F)."""
+    def newtonian(F: mat, C: mat, K: float_t, eta: float_t, gamma: float_t, zeta: float_t) -> mat:
+        J = wp.determinant(F)
         tau = pressure_tau(J, K, gamma) * wp.identity(n=dim, dtype=float_t)
         if eta > float_t(0.0):
             tau = tau + J * float_t(2.0) * eta * dev_rate(C)
@@ -41,24 +40,15 @@ def make_fluid_funcs(T: KernelTypes):
         return tau
 
     @wp.func
-    def newtonian(F: mat, C: mat, K: float_t, eta: float_t, gamma: float_t, zeta: float_t) -> mat:
-        return newtonian_j(wp.determinant(F), C, K, eta, gamma, zeta)
-
-    @wp.func
-    def herschel_bulkley_j(J: float_t, C: mat, K: float_t, tau_y: float_t, k: float_t, n: float_t, m: float_t,
-                           eta_max: float_t, gamma: float_t) -> mat:
-        """`herschel_bulkley` from J = det F."""
+    def herschel_bulkley(F: mat, C: mat, K: float_t, tau_y: float_t, k: float_t, n: float_t, m: float_t,
+                         eta_max: float_t, gamma: float_t) -> mat:
+        J = wp.determinant(F)
         Dd = dev_rate(C)
         rate = wp.sqrt(float_t(2.0) * wp.ddot(Dd, Dd) + float_t(1e-12))
         # (1 − exp(−m γ̇))/γ̇ tends to m as γ̇ → 0; the +1e-12 above keeps the root differentiable.
         yield_part = tau_y * (float_t(1.0) - wp.exp(-m * rate)) / rate
         eta = wp.min(k * wp.pow(rate, n - float_t(1.0)) + yield_part, eta_max)
         return pressure_tau(J, K, gamma) * wp.identity(n=dim, dtype=float_t) + J * float_t(2.0) * eta * Dd
-
-    @wp.func
-    def herschel_bulkley(F: mat, C: mat, K: float_t, tau_y: float_t, k: float_t, n: float_t, m: float_t,
-                         eta_max: float_t, gamma: float_t) -> mat:
-        return herschel_bulkley_j(wp.determinant(F), C, K, tau_y, k, n, m, eta_max, gamma)
 
     @wp.func
     def cbrt32(J: wp.float32) -> wp.float32:
@@ -82,11 +72,7 @@ def make_fluid_funcs(T: KernelTypes):
     @wp.func
     def volumetric(F: mat) -> mat:
         """J^{1/d} I with J = det F: a fluid particle keeps its volume only."""
-        return volumetric_j(wp.max(wp.determinant(F), float_t(1e-6)))
-
-    @wp.func
-    def volumetric_j(J: float_t) -> mat:
-        """J^{1/d} I, the deformation gradient of a fluid particle of volume ratio J > 0."""
+        J = wp.max(wp.determinant(F), float_t(1e-6))
         # cbrt/sqrt rather than pow(J, 1/d): the same value, several times cheaper per particle
         if wp.static(dim == 3):
             if wp.static(float_t == wp.float32):
@@ -96,5 +82,14 @@ def make_fluid_funcs(T: KernelTypes):
         else:
             return wp.sqrt(J) * wp.identity(n=dim, dtype=float_t)
 
+    @wp.func
+    def with_det(J: float_t) -> mat:
+        """diag(J, 1, ..., 1): a deformation gradient whose determinant is exactly J. The untaped
+        substeps of fluid-only scenes carry J = det F and call the laws above with it (a few
+        flops per particle, and the taped path's code stays as it is)."""
+        M = wp.identity(n=dim, dtype=float_t)
+        M[0, 0] = J
+        return M
+
     return SimpleNamespace(newtonian=newtonian, herschel_bulkley=herschel_bulkley, volumetric=volumetric,
-                           newtonian_j=newtonian_j, herschel_bulkley_j=herschel_bulkley_j, volumetric_j=volumetric_j)
+                           with_det=with_det)
