@@ -262,7 +262,7 @@ class WarpBackend:
             # without a tape the grid is cleared by the kernel that reads it last (saves a pass)
             # without colliders the grid update's adjoint is hand-written (about 3× cheaper than Warp's)
             # untaped on a CPU: one thread per block (its position decoded once for its nodes)
-            per_block = getattr(self, "ab_blocks", True) and not rec and dev == "cpu"
+            per_block = not rec and dev == "cpu"
             wp.launch(self.grid_update_blocks if per_block else self.grid_update,
                       nblk if per_block else nblk * self.block_nodes,
                       inputs=[grid, self.res, T.float(self.dx), dt, self.gravity, cfg.bound, self.bc, self.ncol,
