@@ -543,7 +543,6 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool, has_c
                             v[ax] = float_t(0.0)
         grid_v[node] = v
 
-
     @wp.kernel
     def grid_update(
         grid: wp.array(dtype=vecg),
