@@ -2,6 +2,7 @@
 
     .venv/bin/python scripts/bench_mpm.py                 # everything (about 15 minutes on 2 cores)
     .venv/bin/python scripts/bench_mpm.py --only taichi   # just the Taichi comparison
+    .venv/bin/python scripts/bench_mpm.py --only taichi --rounds 1 --profile   # + per-kernel CPU time
 
 Figures (all in one JSON line at the end, and a table on stdout):
 
@@ -14,6 +15,10 @@ Figures (all in one JSON line at the end, and a table on stdout):
    process, timed identically (after a warm-up, synchronised, rounds interleaved, median of
    the rounds). The ratio is Taichi time / physim time. physim's elastic (fixed corotated,
    one SVD per particle and substep) throughput on the same particles is reported beside it.
+   Diagnostic, in the same rounds: a plain one-thread Warp port of the example's physics
+   (`make_plain_port`, scene-specific, not part of physim), in the example's particle order
+   and sorted by cell once, to show how far physim's general engine is from a lean kernel.
+   ``--profile`` adds the CPU time of each Warp launch per substep (physim fluid and ports).
 2. Forward throughput [particle-substeps/s] at 64³ with 10k, 100k and 1M particles (float32).
 3. Forward + backward (checkpointed rollout, float32, 10k particles at 64³) and the ratio of
    backward time (recomputation included) to forward time.
