@@ -4,14 +4,17 @@
     .venv/bin/python scripts/bench_solvers.py --parts a       # one part (a process per part runs them in parallel)
     .venv/bin/python scripts/bench_solvers.py --parts e       # DCDM in 3-D (not in the default run)
     .venv/bin/python scripts/bench_solvers.py --quick         # a 1-minute smoke run with tiny sizes
+    .venv/bin/python scripts/bench_solvers.py --parts a --precond ichol   # (a) with IC(0) on every variant
 
 (a) SKR vs independent GMRES: sequences of Darcy-flow (log-normal permeability) and Poisson
     (GRF sources, one matrix) systems; scipy's GMRES(40) from scratch per system (baseline),
     physim's GCRO-DR(40, 20) without carrying the subspace, GCRO-DR carrying it in the given order,
     scipy's GCROT(40, 20) with a carried CU list in the sorted order, and SKR = sorted (FFT + PCA
-    features, greedy nearest neighbour) + GCRO-DR carrying the recycled subspace. Total CPU and wall
+    features, greedy nearest neighbour) + GCRO-DR carrying the recycled subspace, and SKR with the
+    recycled space refreshed only every 4th cycle (and on the last). Total CPU and wall
     time, total products with A, speedups vs the baseline; every solve checked against rtol on its
-    true residual.
+    true residual. ``--precond`` (jacobi, ilu, ichol, amg) gives every variant the same right
+    preconditioner, built once per matrix before the solves (its set-up time reported apart).
 (b) Learning to Relax: SOR on a 2-D heat-equation sequence (Crank–Nicolson, diffusivity
     varying in time as in the paper's h2d experiment). Every system is solved with every ω of the
     grid once (the table the comparators need); the bandits then pick ω online with iteration
@@ -53,7 +56,7 @@ from physim.io.atomic import atomic_write_text
 from physim.solvers import bicgstab, cg, gmres, minres
 from physim.solvers.bandits import TsallisINF, TsallisINFCB, omega_grid, run_sor_sequence, sor_iteration_table
 from physim.solvers.dcdm import DCDMTrainConfig, dcdm_solve, train_dcdm
-from physim.solvers.preconditioners import amg, ichol
+from physim.solvers.preconditioners import PRECONDITIONERS, amg, ichol, ilu, jacobi
 from physim.solvers.problems import darcy_coefficient, darcy_matrix, gaussian_random_field, poisson_matrix
 from physim.solvers.relaxation import sor
 from physim.solvers.skr import skr_features, solve_sequence, sort_systems
@@ -71,16 +74,55 @@ SKR_VARIANTS = [
     ("GCRO-DR(40,20) carried, unsorted", {"method": "gcrodr"}),
     ("scipy GCROT(40,20) carried CU, sorted", {"method": "gcrotmk", "sorted": True}),
     ("SKR: sorted + GCRO-DR(40,20) carried", {"method": "gcrodr", "sorted": True}),
+    ("SKR: sorted + GCRO-DR(40,20) carried, space refreshed every 4th cycle",
+     {"method": "gcrodr", "sorted": True, "update_every": 4}),
 ]
 
 
+PRECOND_BUILDERS = {"jacobi": jacobi, "ilu": ilu, "ichol": ichol, "amg": amg}
+
+
+def build_preconditioners(mats: list, precond: str) -> tuple[dict, float, float]:
+    """One preconditioner per distinct matrix, built once and shared by every variant.
+
+    Returns:
+        ({id(A): Preconditioner}, set-up CPU time [s], set-up wall time [s]) over all matrices.
+    """
+    pcs: dict = {}
+    t0, c0 = time.perf_counter(), time.process_time()
+    for A in mats:
+        if id(A) not in pcs:
+            pcs[id(A)] = PRECOND_BUILDERS[precond](A)
+    return pcs, time.process_time() - c0, time.perf_counter() - t0
+
+
+def unit_costs(A, M, repeats: int = 200) -> dict:
+    """CPU time [µs] of one CSR product with A and of one application of M (as the solvers call it)."""
+    from physim.solvers.skr import _scipy_prec
+
+    v = np.random.default_rng(0).standard_normal(A.shape[0])
+    out = {}
+    for key, fn in (("matvec_us", lambda: A @ v), ("precond_us", None if M is None else _scipy_prec(M, A).matvec)):
+        if fn is None:
+            continue
+        fn(v) if key == "precond_us" else fn()
+        c0 = time.process_time()
+        for _ in range(repeats):
+            fn(v) if key == "precond_us" else fn()
+        out[key] = (time.process_time() - c0) / repeats * 1e6
+    return out
+
+
 def skr_case(name: str, s: int, n: int, rtol: float, repeats: int, seed: int = 0, chunk: int = 10,
-             variants: list[int] | None = None) -> list[dict]:
+             variants: list[int] | None = None, precond: str = "none") -> list[dict]:
     """All variants on one sequence, interleaved: `chunk` systems of each variant in turn.
 
     Interleaving spreads the changing load of the shared machine evenly over the variants; the
     recycled subspace (and scipy's CU list) is carried from chunk to chunk, so every variant still
-    solves its whole sequence in its own order.
+    solves its whole sequence in its own order. With a preconditioner, every variant gets the SAME
+    preconditioner object for a given matrix (built once, before the solves; its set-up time is
+    reported apart and added to every variant in the "incl. set-up" speedups), applied on the right
+    by physim's solvers and as scipy's ``M`` by scipy's.
     """
     from physim.solvers.recycling import RecycleSpace
 
@@ -93,9 +135,15 @@ def skr_case(name: str, s: int, n: int, rtol: float, repeats: int, seed: int = 0
         mats = [L] * n
         rhs = fields.reshape(n, -1)
     order = sort_systems(skr_features(fields), method="greedy")
-    chosen = [SKR_VARIANTS[v] for v in (range(len(SKR_VARIANTS)) if variants is None else variants)]
-    if [v[0] for v in chosen[:2]] != [v[0] for v in SKR_VARIANTS[:2]]:
-        raise SystemExit("--skr-variants must start with 0,1 (the two baselines)")
+    pcs, setup_cpu, setup_wall = ({}, 0.0, 0.0) if precond == "none" else build_preconditioners(mats, precond)
+    factory = None if precond == "none" else (lambda A: pcs[id(A)])
+    costs = unit_costs(mats[0], factory(mats[0]) if factory else None)
+    log(f"  (a) {name} {s}²: preconditioner {precond}, set-up {setup_cpu:.2f} s CPU for {len(pcs)} matrices; "
+        f"unit costs {costs}")
+    picked = list(range(len(SKR_VARIANTS))) if variants is None else sorted(set(variants))
+    if 1 not in picked:
+        raise SystemExit("--skr-variants must include 1 (baseline 2, the one the target is judged against)")
+    chosen = [SKR_VARIANTS[v] for v in picked]
     bnorm = np.linalg.norm(rhs, axis=1)
     best: list[dict | None] = [None] * len(chosen)
     for rep in range(repeats):
@@ -108,7 +156,7 @@ def skr_case(name: str, s: int, n: int, rtol: float, repeats: int, seed: int = 0
                 seq_order = order if kw.pop("sorted", False) else np.arange(n)
                 sub = seq_order[c0: c0 + chunk]
                 seq = solve_sequence([mats[i] for i in sub], rhs[sub], rtol=rtol, m=40, k=20, progress=False,
-                                     space=a["space"], CU=a["CU"], **kw)
+                                     space=a["space"], CU=a["CU"], M=factory, **kw)
                 a["cpu"] += seq.info["total_cpu_seconds"]
                 a["wall"] += seq.info["total_seconds"]
                 a["its"] += int(seq.iterations.sum())
@@ -122,14 +170,20 @@ def skr_case(name: str, s: int, n: int, rtol: float, repeats: int, seed: int = 0
         log(f"      {label}: {a['cpu']:.1f} s CPU, {a['wall']:.1f} s wall, {a['its']} products with A, "
             f"all converged {a['conv']}")
         rows.append({"problem": name, "unknowns": s * s, "systems": n, "rtol": rtol, "variant": label,
+                     "precond": precond, "setup_cpu_seconds": setup_cpu, "setup_seconds": setup_wall,
+                     "unit_costs_us": costs,
                      "repeats": repeats, "cpu_seconds": a["cpu"], "seconds": a["wall"], "iterations": a["its"],
+                     "cpu_us_per_product": a["cpu"] / max(a["its"], 1) * 1e6,
                      "all_converged": a["conv"], "max_residual_ratio": a["ratio"]})
-    for base_idx, key in ((0, ""), (1, "_fair")):
-        base = rows[base_idx]
+    for base_idx, key in ((picked.index(0) if 0 in picked else None, ""), (picked.index(1), "_fair")):
+        base = rows[base_idx] if base_idx is not None else {"cpu_seconds": math.nan, "seconds": math.nan,
+                                                            "iterations": math.nan}
         for r in rows:
             r["speedup_cpu" + key] = base["cpu_seconds"] / r["cpu_seconds"]
             r["speedup" + key] = base["seconds"] / r["seconds"]
             r["iteration_ratio" + key] = base["iterations"] / r["iterations"]
+            # Every variant needs the same preconditioners, so data generation pays their set-up once each.
+            r["speedup_cpu_setup" + key] = ((base["cpu_seconds"] + setup_cpu) / (r["cpu_seconds"] + setup_cpu))
     return rows
 
 
@@ -305,15 +359,29 @@ def report(results: dict, argv: list[str]) -> str:
                "ratios are between rows of the same run.")
     if results["skr"]:
         out += ["", "(a) SKR vs independent GMRES (every solve checked on its true residual; speedups against "
-                "baseline 1 = scipy's GMRES and baseline 2 = physim's GMRES on the same Arnoldi process as GCRO-DR)",
-                "", "| problem | unknowns | systems | variant | CPU [s] | wall [s] | products with A "
-                "| speedup vs 1 (CPU) | speedup vs 2 (CPU) | speedup vs 2 (wall) | iteration ratio vs 2 "
-                "| all converged |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                "baseline 1 = scipy's GMRES and baseline 2 = physim's GMRES on the same Arnoldi process as GCRO-DR; "
+                "CPU excludes the preconditioner set-up, listed apart and shared by all variants)",
+                "", "| problem | unknowns | systems | precond. (set-up CPU [s]) | variant | CPU [s] | wall [s] "
+                "| products with A | CPU per product [µs] | speedup vs 1 (CPU) | speedup vs 2 (CPU) "
+                "| speedup vs 2 (CPU incl. set-up) | speedup vs 2 (wall) | iteration ratio vs 2 | all converged |",
+                "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in results["skr"]:
-            out.append(f"| {r['problem']} | {r['unknowns']} | {r['systems']} | {r['variant']} | "
+            pc = r.get("precond", "none")
+            pc = pc if pc == "none" else f"{pc} ({r['setup_cpu_seconds']:.1f})"
+            out.append(f"| {r['problem']} | {r['unknowns']} | {r['systems']} | {pc} | {r['variant']} | "
                        f"{r['cpu_seconds']:.1f} | {r['seconds']:.1f} | {r['iterations']} | "
-                       f"{r['speedup_cpu']:.2f}× | {r['speedup_cpu_fair']:.2f}× | {r['speedup_fair']:.2f}× | "
-                       f"{r['iteration_ratio_fair']:.2f}× | {r['all_converged']} |")
+                       f"{r['cpu_us_per_product']:.0f} | "
+                       f"{r['speedup_cpu']:.2f}× | {r['speedup_cpu_fair']:.2f}× | {r['speedup_cpu_setup_fair']:.2f}× | "
+                       f"{r['speedup_fair']:.2f}× | {r['iteration_ratio_fair']:.2f}× | {r['all_converged']} |")
+        seen = set()
+        for r in results["skr"]:
+            key = (r["problem"], r["unknowns"], r.get("precond", "none"))
+            if key not in seen:
+                seen.add(key)
+                c = r.get("unit_costs_us", {})
+                pc_cost = f", one preconditioner application {c['precond_us']:.0f} µs" if "precond_us" in c else ""
+                out.append(f"\nUnit costs, {key[0]} {key[1]} unknowns, preconditioner {key[2]}: CSR product "
+                           f"{c.get('matvec_us', float('nan')):.0f} µs{pc_cost}")
     b = results["bandit"]
     if b:
         out += ["", f"(b) SOR ω over a heat-equation sequence ({b['systems']} systems, {b['unknowns']} unknowns, "
@@ -376,7 +444,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--skr-cases", default="darcy:64:100,darcy:100:100,poisson:64:100",
                    help="(a) sequences as problem:side:systems, comma-separated (side 200 = 40 000 unknowns)")
     p.add_argument("--skr-variants", default=None,
-                   help="(a) indices into SKR_VARIANTS to run, comma-separated, starting 0,1 (default: all six)")
+                   help="(a) indices into SKR_VARIANTS to run, comma-separated, including 1 (default: all seven)")
+    p.add_argument("--precond", default="none", choices=("none", *PRECONDITIONERS),
+                   help="(a) right preconditioner of every variant, built once per matrix and shared (default none)")
     p.add_argument("--parts", default="abcd",
                    help="which parts to run: any of a, b, c, d, e (e: DCDM in 3-D, not run by default)")
     args = p.parse_args(argv)
@@ -400,7 +470,8 @@ def main(argv: list[str] | None = None) -> int:
         if "a" in args.parts:
             for name, s, n, rtol in skr_cases:
                 variants = None if args.skr_variants is None else [int(v) for v in args.skr_variants.split(",")]
-                results["skr"] += skr_case(name, s, n, rtol, args.skr_repeats, variants=variants)
+                results["skr"] += skr_case(name, s, n, rtol, args.skr_repeats, variants=variants,
+                                           precond=args.precond)
         if "b" in args.parts:
             results["bandit"] = bandit_case(*heat, rtol=1e-8, seeds=3)
         if "c" in args.parts:

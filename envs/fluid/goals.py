@@ -12,15 +12,14 @@ so a changed task never reads a stale goal; a malformed file is reported and rec
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import io
 import logging
-from pathlib import Path
 
 import torch
 
 from physim.io.atomic import atomic_write_bytes
+from physim.io.fingerprint import source_digest
 from physim.runtime import cache_dir
 
 __all__ = ["goal_key", "load_or_record_goal"]
@@ -28,22 +27,6 @@ __all__ = ["goal_key", "load_or_record_goal"]
 log = logging.getLogger(__name__)
 
 _MEMORY: dict[str, torch.Tensor] = {}
-
-
-@functools.lru_cache(maxsize=1)
-def _code_fingerprint() -> bytes:
-    """Digest of the Python sources of physim.mpm and physim.envs.fluid (the code that records a goal)."""
-    import physim.envs.fluid
-
-    import physim.mpm
-
-    h = hashlib.sha256()
-    for package in (physim.mpm, physim.envs.fluid):
-        root = Path(package.__file__).parent
-        for path in sorted(root.rglob("*.py")):
-            h.update(str(path.relative_to(root)).encode())
-            h.update(path.read_bytes())
-    return h.digest()
 
 
 def goal_key(task) -> str:
@@ -58,7 +41,8 @@ def goal_key(task) -> str:
                  str(task.dtype)):
         h.update(repr(part).encode())
     h.update(task.demo_actions().detach().cpu().numpy().tobytes())
-    h.update(_code_fingerprint())
+    # the code that records a goal: a change of the MPM kernels changes the goal
+    h.update(source_digest("physim.mpm", "physim.envs.fluid").encode())
     return h.hexdigest()[:20]
 
 

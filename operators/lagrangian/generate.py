@@ -30,6 +30,7 @@ import numpy as np
 
 from physim.config import check_choice, check_int
 from physim.errors import ConfigError
+from physim.io.fingerprint import source_digest
 
 from .dataset import MATERIALS
 
@@ -261,7 +262,9 @@ def _tasks(cfg: MPMDatasetConfig, preset: MPMPreset) -> list[dict[str, Any]]:
 
 def _task_hash(preset: MPMPreset, task: dict[str, Any], seed: int) -> str:
     blob = json.dumps({"preset": dataclasses.asdict(preset), "items": task["items"], "seed": seed,
-                       "materials": list(MATERIALS), "version": GENERATOR_VERSION}, sort_keys=True)
+                       "materials": list(MATERIALS), "version": GENERATOR_VERSION,
+                       # the engine that simulates the shard: changed kernels make a stale shard
+                       "code": source_digest("physim.mpm")}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

@@ -27,6 +27,7 @@ from physim.operators.nclaw.scenes import CASES, MATERIALS, PARTNER, SceneSpec, 
 
 from physim.config import check_choice, check_int
 from physim.io.atomic import atomic_path, atomic_write_text
+from physim.io.fingerprint import source_digest
 
 __all__ = [
     "ExperimentConfig",
@@ -84,14 +85,21 @@ class ExperimentConfig:
 
 
 def ground_truth(material: str, case: str, spec: SceneSpec, data_dir: Path):
-    """The ground-truth trajectory of (material, case): read from `data_dir`, generated if absent."""
+    """The ground-truth trajectory of (material, case): read from `data_dir`, generated if absent.
+
+    A file recorded with other settings or by other MPM code (its ``meta`` differs: e.g. a changed
+    material law) is stale and is generated again, so models are never trained on old physics.
+    """
     path = Path(data_dir) / f"{material}_{case}.h5"
+    meta = {"material": material, "case": case, "partner": PARTNER[material] if case == "multi" else None,
+            "spec": spec.to_dict(), "code": source_digest("physim.mpm")}
     if path.exists():
-        return load_trajectory(path)
+        traj = load_trajectory(path)
+        if all(traj.meta.get(k) == v for k, v in json.loads(json.dumps(meta)).items()):
+            return traj
+        log.warning("%s was recorded with other settings or MPM code: generating it again", path)
     mats = {"main": ground_truth_material(material), "partner": ground_truth_material(PARTNER[material])}
     sim = make_simulator(case, spec, mats)
-    meta = {"material": material, "case": case, "partner": PARTNER[material] if case == "multi" else None,
-            "spec": spec.to_dict()}
     traj = generate_trajectory(sim, spec.horizon(case), meta)
     save_trajectory(path, traj)
     log.info("wrote %s (%d particles, %d steps)", path, traj.x.shape[1], traj.steps)
@@ -104,12 +112,17 @@ def train_one(cfg: ExperimentConfig, material: str, variant: str) -> dict[str, A
 
     run_dir = cfg.run_dir(material, variant)
     record_path = run_dir / "record.json"
-    if record_path.exists():
-        return json.loads(record_path.read_text())
     traj = ground_truth(material, "train", cfg.spec, cfg.out / "data")
+    if record_path.exists():
+        record = json.loads(record_path.read_text())
+        if record.get("data_code") != traj.meta.get("code"):
+            log.warning("%s was trained on a ground truth recorded by other MPM code; delete %s to retrain",
+                        record_path, run_dir)
+        return record
     fcfg = replace(cfg.fit, variant=variant, epochs=cfg.epochs)
     result = fit(material, traj, cfg.spec, fcfg, run_dir)
-    record = {"material": material, "variant": variant, "train_seconds": result.wall_time,
+    record = {"material": material, "variant": variant, "data_code": traj.meta.get("code"),
+              "train_seconds": result.wall_time,
               "epochs": len(result.history), "stopped": result.stopped,
               "final_full_rollout_loss": result.history[-1].get("valid_loss") if result.history else None,
               "best_full_rollout_loss": min((r.get("valid_loss", math.inf) for r in result.history), default=None),

@@ -1,16 +1,19 @@
-"""Physical diagnostics of a state, in torch: momentum, energies, fluid pressure.
+"""Physical diagnostics of a state, in torch: momentum, energies, fluid pressure; a pile's flank angle.
 
-Used by the physics tests and handy for losses and plots; all differentiable.
+Used by the physics tests and handy for losses and plots; all differentiable but `pile_angle`.
 """
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import torch
 
 from physim.mpm.materials import Elastic, NewtonianFluid, NonNewtonianFluid, lame
 from physim.mpm.state import State
 
-__all__ = ["elastic_energy", "kinetic_energy", "linear_momentum", "pressure"]
+__all__ = ["elastic_energy", "kinetic_energy", "linear_momentum", "pile_angle", "pressure"]
 
 
 def linear_momentum(sim, state: State) -> torch.Tensor:
@@ -64,3 +67,30 @@ def pressure(sim, state: State) -> torch.Tensor:
             K, g = sim.params[f"{b.name}.bulk_modulus"], b.material.gamma
             out = torch.where(sel, K / g * (J ** (-g) - 1), out)
     return out
+
+
+def pile_angle(x, y, dx: float, low: float = 0.2, high: float = 0.8) -> float:
+    """Mean flank angle [degrees] of a 2D pile's free surface, both flanks (not differentiable).
+
+    The surface is the highest particle of each column of width ``dx``; a line is fitted, on
+    each side of the summit, to the columns whose top lies between ``low`` and ``high`` times
+    the pile height (the rounded summit and the thin toe are left out).
+
+    Args:
+        x: horizontal particle positions [m], shape (N,) (numpy).
+        y: particle heights above the floor [m], shape (N,) (numpy).
+        dx: column width [m], e.g. the grid spacing.
+        low: lower fraction of the height fitted.
+        high: upper fraction of the height fitted.
+    """
+    bins = np.arange(x.min(), x.max() + dx, dx)
+    idx = np.digitize(x, bins)
+    keys = np.unique(idx)
+    cx = np.array([x[idx == b].mean() for b in keys])
+    top = np.array([y[idx == b].max() for b in keys])
+    h, peak = top.max(), cx[np.argmax(top)]
+    angles = []
+    for side in (cx < peak, cx > peak):
+        sel = side & (top > low * h) & (top < high * h)
+        angles.append(math.degrees(math.atan(abs(np.polyfit(cx[sel], top[sel], 1)[0]))))
+    return float(np.mean(angles))

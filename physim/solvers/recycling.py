@@ -43,10 +43,14 @@ class RecycleSpace:
         k: Number of recycled vectors.
         U: Basis of the recycled subspace in the (right-preconditioned) solution space, shape (n, k);
             None before the first solve.
+        C: A M U on the matrix of the last solve, orthonormal columns, shape (n, k). If the next
+            system has the same operator (checked with one product, see `gcrodr`), C is reused and
+            the k products that would rebuild it are saved.
     """
 
     k: int = 20
     U: np.ndarray | None = None
+    C: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         check_int("k", self.k, 1)
@@ -54,6 +58,7 @@ class RecycleSpace:
     def reset(self) -> None:
         """Forget the carried subspace (e.g. when the next systems are unrelated)."""
         self.U = None
+        self.C = None
 
 
 def _as_matvec(A: object, n: int) -> Callable[[np.ndarray], np.ndarray]:
@@ -81,6 +86,8 @@ def _as_prec(M: object, A: object) -> Callable[[np.ndarray], np.ndarray] | None:
 
         op = as_operator(A, n=A.shape[0], batch=1, dtype=torch.float64, device=torch.device("cpu"))
         M = make_preconditioner(M, op, n=A.shape[0], batch=1)
+    if getattr(M, "apply_numpy", None) is not None:  # a physim Preconditioner with a numpy path
+        return M.apply_numpy
     if hasattr(M, "apply") and hasattr(M, "symmetric"):  # a physim Preconditioner on torch batches
         prec = M
         return lambda v: prec(torch.from_numpy(np.ascontiguousarray(v))[None])[0].numpy()
@@ -191,6 +198,19 @@ def _arnoldi(apply: Callable, v0: np.ndarray, steps: int, Ct: np.ndarray | None,
     return Z[: kc + done + 1], H[: done + 1, :done], B[:, :done], done
 
 
+def _same_operator(space: RecycleSpace, apply_AM: Callable, n: int, rtol: float = 1e-10) -> bool:
+    """Whether A M is still the operator that produced space.C = A M U: one product with a fixed mix of U.
+
+    A changed matrix (or preconditioner) moves A M U w off C w for any w outside a measure-zero set, so one
+    product tells; it costs 1 product instead of the k that rebuild C.
+    """
+    if space.C is None or space.C.shape != (n, space.k):
+        return False
+    w = np.random.default_rng(20240).standard_normal(space.k)
+    expect = space.C @ w
+    return bool(np.linalg.norm(apply_AM(space.U @ w) - expect) <= rtol * np.linalg.norm(expect))
+
+
 def _right_inverse(P: np.ndarray, R: np.ndarray) -> np.ndarray:
     """P R⁻¹ for a small upper-triangular R."""
     return sla.solve_triangular(R, P.T, trans="T", lower=False).T
@@ -281,6 +301,7 @@ def gcrodr(
     k: int = 20,
     maxiter: int | None = None,
     raise_on_fail: bool = False,
+    update_every: int = 1,
 ) -> SolveResult:
     """Solve A x = b by GCRO-DR(m, k), starting from and updating a recycled subspace.
 
@@ -298,6 +319,9 @@ def gcrodr(
         k: Recycled vectors when `recycle` is None.
         maxiter: Limit on products with A (default 10 n).
         raise_on_fail: Raise `NotConverged` instead of returning ``converged=False``.
+        update_every: Refresh the recycled space (harmonic Ritz vectors, new C and U: three k × (k + j) × n
+            products and a small eigenproblem) every this many deflated cycles, and always on the last
+            one; 1 is Parks et al.'s GCRO-DR. In between, the cycle deflates with the current C.
 
     Returns:
         `SolveResult` (1 system): iterations count every product with A, including the k needed to
@@ -310,16 +334,22 @@ def gcrodr(
     space = recycle if recycle is not None else RecycleSpace(k=k)
     kk = space.k
     check_int("m", m, kk + 1)
+    check_int("update_every", update_every, 1)
+    deflated = 0
     Ut = Ct = CtU = None  # recycled bases as rows: U (n, k) and C = A M U (n, k), C orthonormal; CtU = Cᵀ U
     recycled = False
     cycles = 0
     if history[-1] > tol and space.U is not None and space.U.shape == (n, kk):
-        # Bring the carried subspace onto this matrix: C = orth(A M U), U ← U R⁻¹ so that A M U = C.
-        AUt = np.stack([apply_AM(space.U[:, i]) for i in range(kk)])
+        # Bring the carried subspace onto this matrix: C = orth(A M U), U ← U R⁻¹ so that A M U = C. If the
+        # operator is the last solve's (one probe product says so), A M U = C still holds: no products, and
+        # the QR only restores C's orthonormality, which drifts over many cycles.
+        same = _same_operator(space, apply_AM, n)
+        AUt = space.C.T if same else np.stack([apply_AM(space.U[:, i]) for i in range(kk)])
         Q, R = np.linalg.qr(AUt.T)
         if np.abs(np.diag(R)).min() > 1e-12 * np.abs(np.diag(R)).max():
             Rinv = sla.solve_triangular(R, np.eye(kk), lower=False)
             Ct, Ut = Q.T.copy(), Rinv.T @ space.U.T
+        if Ct is not None:
             CtU = Ct @ Ut.T
             c_r = Ct @ r
             x = x + to_x(c_r @ Ut)
@@ -367,6 +397,13 @@ def gcrodr(
             y[:kk] = (rhs[:kk] - Bm @ y[kk:]) / d
             x = x + to_x((y[:kk] * d) @ Ut + y[kk:] @ Vt[:j])
             r = r - (G @ y) @ Vht
+            deflated += 1
+            # Between refreshes C and U stay as they are (a fixed augmentation space, still a minimal-residual
+            # cycle over range(C) + the Krylov space); the last cycle of a solve always refreshes, so the space
+            # carried to the next system holds this system's information.
+            if deflated % update_every and float(np.linalg.norm(r)) > tol and count[0] < maxiter:
+                history.append(sys_.check(x, r))
+                continue
             # V̂ᵀŴ = [[CᵀŨ, 0], [Vᵀ Ũ, I; 0]]: C ⟂ V by construction, so only the Ũ columns need products,
             # and CᵀU is carried from the previous cycle's small matrices, so only VᵀŨ needs n-vectors.
             VW = np.zeros((kk + j + 1, kk + j))
@@ -383,7 +420,7 @@ def gcrodr(
                 Ut = coef_u @ Ut + coef[:, kk:] @ Vt[:j]
         history.append(sys_.check(x, r))
     if Ut is not None:
-        space.U = Ut.T.copy()
+        space.U, space.C = Ut.T.copy(), Ct.T.copy()
     result = sys_.result(x, cycles, {"cycles": cycles, "recycled": recycled})
     if raise_on_fail:
         result.raise_if_not_converged()

@@ -38,6 +38,8 @@ def as_scipy_operator(A: object, n: int | None = None, *, dtype: torch.dtype = t
     if isinstance(A, Preconditioner):
         if n is None:
             raise ConfigError("n", n, "the size of the preconditioner's vectors")
+        if A.apply_numpy is not None:  # no torch round trip per application
+            return sla.LinearOperator((n, n), matvec=A.apply_numpy, dtype=np.float64)
         apply = A
     else:
         if n is None:

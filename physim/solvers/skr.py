@@ -197,6 +197,7 @@ def solve_sequence(
     space: object = None,
     CU: list | None = None,
     progress: bool = False,
+    update_every: int = 1,
 ) -> SequenceResult:
     """Solve N related systems A_i x_i = b_i one after the other, recycling between them.
 
@@ -223,6 +224,9 @@ def solve_sequence(
         space: A `RecycleSpace` to start from and update (gcrodr), e.g. to continue across calls.
         CU: The ``CU`` list of scipy's gcrotmk to start from and update.
         progress: Show a progress bar.
+        update_every: gcrodr only: refresh the recycled space every this many deflated cycles (and on
+            the last); 1 is Parks et al.'s GCRO-DR, larger values trade a few more products for cheaper
+            cycles (see `physim.solvers.recycling.gcrodr`).
 
     Returns:
         `SequenceResult`.
@@ -236,6 +240,7 @@ def solve_sequence(
     check_range("atol", atol, 0.0)
     check_int("m", m, 2)
     check_int("k", k, 1, m - 1)
+    check_int("update_every", update_every, 1)
     get_A = matrices if callable(matrices) else (lambda i: matrices[i])
     N = n_systems if callable(matrices) else len(matrices)
     if N is None:
@@ -274,7 +279,8 @@ def solve_sequence(
             space.reset()
             CU.clear()
         if method == "gcrodr":
-            out = gcrodr(A, b, x0=x0, M=Mi, rtol=rtol, atol=atol, m=m, recycle=space, maxiter=mi)
+            out = gcrodr(A, b, x0=x0, M=Mi, rtol=rtol, atol=atol, m=m, recycle=space, maxiter=mi,
+                         update_every=update_every)
             x, nit = out.x.numpy(), int(out.iterations)
         elif method == "gmres_arnoldi":
             out = gmres_arnoldi(A, b, x0=x0, M=Mi, rtol=rtol, atol=atol, m=m, maxiter=mi)
@@ -305,6 +311,6 @@ def solve_sequence(
         log.warning("solve_sequence[%s]: %d of %d systems did not converge", method, int((~conv).sum()), N)
     X = np.stack([xs[i] for i in range(N)])
     info = {"total_seconds": float(secs.sum()), "total_cpu_seconds": float(cpu.sum()),
-            "total_iterations": int(its.sum()), "m": m, "k": k,
+            "total_iterations": int(its.sum()), "m": m, "k": k, "update_every": update_every,
             "rtol": rtol, "warm_start": warm_start}
     return SequenceResult(X, its, conv, res, secs, order, method, info)

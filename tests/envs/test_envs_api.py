@@ -106,7 +106,7 @@ def test_goal_cache_key_follows_the_engine_code(monkeypatch):
     env = gym.make("physim/LatteArt-v0", horizon=4).unwrapped
     key = goals.goal_key(env._task)
     assert goals.goal_key(env._task) == key
-    monkeypatch.setattr(goals, "_code_fingerprint", lambda: b"another engine")
+    monkeypatch.setattr(goals, "source_digest", lambda *packages: "another engine")
     assert goals.goal_key(env._task) != key
 
 

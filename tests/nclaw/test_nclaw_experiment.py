@@ -49,3 +49,19 @@ def test_damaged_evaluation_cache_is_recomputed_not_trusted(tmp_path):
     data = cache.path.read_bytes()
     cache.path.write_bytes(data[: len(data) // 2])
     assert _EvalCache(cfg, "jelly", "mlp").get("train") is None
+
+
+def test_ground_truth_recorded_by_other_mpm_code_is_generated_again(tmp_path, monkeypatch):
+    """Verify a ground-truth file is reused for the same code and regenerated after an engine change."""
+    from physim.operators.nclaw import experiment
+
+    spec = SceneSpec(grid=24, particles_per_cell=1, steps=2, substeps=2, dt=1e-3, box=0.2, gap=0.0)
+    first = experiment.ground_truth("jelly", "train", spec, tmp_path)
+    path = tmp_path / "jelly_train.h5"
+    stamp = path.stat().st_mtime_ns
+    assert experiment.ground_truth("jelly", "train", spec, tmp_path).meta["code"] == first.meta["code"]
+    assert path.stat().st_mtime_ns == stamp  # reused, not rewritten
+    monkeypatch.setattr(experiment, "source_digest", lambda *packages: "another engine")
+    again = experiment.ground_truth("jelly", "train", spec, tmp_path)
+    assert again.meta["code"] == "another engine" and path.stat().st_mtime_ns != stamp
+    torch.testing.assert_close(again.x, first.x)  # same physics, so the same trajectory

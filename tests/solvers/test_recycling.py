@@ -139,3 +139,105 @@ def test_solve_sequence_methods_agree_and_keep_original_order():
     assert out["gcrodr"].info["total_iterations"] < out["gmres_arnoldi"].info["total_iterations"]
     with pytest.raises(ConfigError, match=r"^order="):
         solve_sequence(mats, rhs, order=np.zeros(6, dtype=int))
+
+
+@pytest.mark.parametrize("name", ["jacobi", "ilu", "ichol", "amg"])
+def test_numpy_preconditioner_path_matches_torch_path(name):
+    """Verify each preconditioner's numpy path (used by GCRO-DR and scipy) applies the same map as its torch path."""
+    import torch
+
+    from physim.solvers import preconditioners as P
+    from physim.solvers.scipy_adapter import as_scipy_operator
+
+    _, mats, _ = _darcy(1, s=12)
+    A = mats[0]
+    M = {"jacobi": P.jacobi, "ilu": P.ilu, "ichol": P.ichol, "amg": P.amg}[name](A)
+    r = np.random.default_rng(3).standard_normal(A.shape[0])
+    ref = M(torch.from_numpy(r)[None])[0].numpy()
+    assert M.apply_numpy is not None
+    assert np.allclose(M.apply_numpy(r), ref, rtol=1e-12, atol=1e-14 * abs(ref).max())
+    assert np.allclose(as_scipy_operator(M, A.shape[0]).matvec(r), ref, rtol=1e-12, atol=1e-14 * abs(ref).max())
+    if name == "ichol":  # the compiled sweeps are exactly the two triangular solves with the IC(0) factor
+        L, _ = P._ic0_factor(A.tocsr())
+        tri = sla.spsolve_triangular(L.T.tocsr(), sla.spsolve_triangular(L.tocsr(), r, lower=True), lower=False)
+        assert np.allclose(M.apply_numpy(r), tri, rtol=1e-12, atol=1e-14 * abs(tri).max())
+
+
+def test_solve_sequence_shares_one_preconditioner_per_matrix():
+    """Verify a preconditioner factory is called per system and that IC(0) cuts GMRES and GCRO-DR products alike."""
+    from physim.solvers.preconditioners import ichol
+
+    _, mats, rhs = _darcy(4, s=20)
+    built = {id(A): ichol(A) for A in mats}
+    calls = []
+
+    def factory(A):
+        calls.append(id(A))
+        return built[id(A)]
+
+    ref = np.stack([sla.spsolve(A.tocsc(), b) for A, b in zip(mats, rhs)])
+    for method in ("gcrodr", "gmres_arnoldi"):
+        plain = solve_sequence(mats, rhs, method=method, rtol=1e-9, m=30, k=10)
+        pre = solve_sequence(mats, rhs, method=method, M=factory, rtol=1e-9, m=30, k=10)
+        assert pre.converged.all() and np.allclose(pre.x, ref, rtol=1e-6, atol=1e-9 * abs(ref).max())
+        assert pre.info["total_iterations"] < 0.5 * plain.info["total_iterations"]
+    assert sorted(calls) == sorted([id(A) for A in mats] * 2)
+
+
+def test_bench_solvers_precond_option_runs_every_variant_with_shared_preconditioners():
+    """Verify the benchmark's preconditioned SKR case builds one preconditioner per distinct matrix and reports it."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "scripts" / "bench_solvers.py"
+    spec = importlib.util.spec_from_file_location("bench_solvers_under_test", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    _, mats, _ = _darcy(3, s=10)
+    pcs, cpu, _ = bench.build_preconditioners([mats[0], mats[1], mats[0]], "ichol")
+    assert len(pcs) == 2 and cpu >= 0.0
+    rows = bench.skr_case("poisson", 12, 4, 1e-8, 1, chunk=2, variants=[0, 1, 5], precond="ichol")
+    assert [r["precond"] for r in rows] == ["ichol"] * 3 and all(r["all_converged"] for r in rows)
+    assert rows[1]["speedup_cpu_fair"] == 1.0 and "precond_us" in rows[0]["unit_costs_us"]
+    with pytest.raises(SystemExit):
+        bench.main(["--parts", "a", "--precond", "nonsense"])
+
+
+def test_gcrodr_refreshing_every_few_cycles_still_solves_and_carries_the_space():
+    """Verify update_every > 1 reaches the direct solution, refreshes the space on the last cycle, and is validated."""
+    _, mats, rhs = _darcy(3, s=24, seed=4)
+    space = RecycleSpace(k=10)
+    for A, b in zip(mats, rhs):
+        before = None if space.U is None else space.U.copy()
+        res = gcrodr(A, b, rtol=1e-10, m=25, recycle=space, update_every=3)
+        x = sla.spsolve(A.tocsc(), b)
+        assert bool(res.converged) and np.allclose(res.x.numpy(), x, rtol=1e-7, atol=1e-9 * abs(x).max())
+        assert before is None or not np.allclose(before, space.U)  # refreshed with this system's information
+        # The carried pair satisfies A U = C with C orthonormal (to round-off).
+        assert np.allclose(A @ space.U, space.C, atol=1e-8 * abs(space.C).max())
+    with pytest.raises(ConfigError, match=r"^update_every="):
+        gcrodr(mats[0], rhs[0], update_every=0)
+
+
+def test_gcrodr_keeps_C_for_an_unchanged_matrix(monkeypatch):
+    """Verify one probe product detects an unchanged matrix (saving k − 1 products) and a changed one rebuilds C."""
+    from physim.solvers import recycling
+
+    A = poisson_matrix(16)
+    F = gaussian_random_field(3, 16, rng=2).reshape(3, -1)
+    counts = {}
+    for name, keep in (("kept", True), ("rebuilt", False)):
+        if not keep:
+            monkeypatch.setattr(recycling, "_same_operator", lambda *a, **kw: False)
+        space = RecycleSpace(k=10)
+        res = [gcrodr(A, f, rtol=1e-10, m=30, recycle=space) for f in F]
+        assert all(bool(r.converged) and r.info["recycled"] for r in res[1:])
+        counts[name] = [int(r.iterations) for r in res]
+    assert counts["kept"][0] == counts["rebuilt"][0]
+    # 10 products rebuild C, 1 probe keeps it; the cycles after it may differ by round-off only.
+    assert all(abs(c - k - 9) <= 2 for c, k in zip(counts["rebuilt"][1:], counts["kept"][1:])), counts
+    monkeypatch.undo()
+    space = RecycleSpace(k=10)
+    gcrodr(A, F[0], rtol=1e-10, m=30, recycle=space)
+    assert not recycling._same_operator(space, lambda v: (2.0 * A) @ v, A.shape[0])
+    assert recycling._same_operator(space, lambda v: A @ v, A.shape[0])

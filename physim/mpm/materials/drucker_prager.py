@@ -1,18 +1,20 @@
 """Drucker–Prager sand (Klár et al. 2016): Hencky elasticity and a cone-shaped yield surface.
 
-With ε = log σ (F = U diag(σ) Vᵀ), ε̂ = ε − (tr ε / d) 1, friction angle φ and
+With F = U diag(σ) Vᵀ the elastic deformation gradient, ε = log σ (Hencky strain, length d),
+ε̂ = ε − (tr ε / d) 1, Lamé parameters μ, λ [Pa], friction angle φ, cohesion c [Pa] and
 
-    α = √(2/3) · 2 sin φ / (3 − sin φ) (3D; sin φ / √2 in 2D),   β = α (d λ + 2μ) / (2μ),
-    Δγ = ‖ε̂‖ + β (tr ε − t_c),   t_c = d c / (d λ + 2μ),
+    α = √(2/3) · 2 sin φ / (3 − sin φ)  (3D, Klár et al.),   α = (3/2) · that  (2D, plane strain),
+    β = α (d λ + 2μ) / (2μ),   t_c = d c / (d λ + 2μ),   Δγ = ‖ε̂‖ + β (tr ε − t_c),
 
-the return mapping after each substep is (c is the cohesion, the mean tensile
-Kirchhoff stress [Pa] the material bears; c = 0 is Klár's cohesionless sand):
+the return mapping after each substep is
 
 - tr ε > t_c (tension beyond the apex): ε ← (t_c / d) 1 (the grains separate),
-- else Δγ > 0: ε ← ε − Δγ ε̂ / ‖ε̂‖ (shear back to the cone),
+- else Δγ > 0: ε ← ε − Δγ ε̂ / ‖ε̂‖ (shear back to the cone, volume kept: zero dilatancy),
 - else: elastic, unchanged.
 
-The Kirchhoff stress is the Hencky one of `VonMises`: τ = U diag(2μ ε + λ tr ε 1) Uᵀ.
+The Kirchhoff stress is the Hencky one of `VonMises`: τ = U diag(2μ ε + λ tr ε 1) Uᵀ [Pa], so
+the yield surface is ‖dev τ‖ ≤ −α (tr τ − d c). See `friction_alpha` for the 2D cone and
+docs/mpm.md ("Sand") for why it sets the angle of repose.
 """
 
 from __future__ import annotations
@@ -41,17 +43,30 @@ __all__ = ["DruckerPrager", "friction_alpha"]
 def friction_alpha(friction_angle_deg, dim: int = 3):
     """Cone slope α of the Drucker–Prager surface ‖dev τ‖ ≤ −α tr τ for a friction angle φ [degrees].
 
-    3D: α = √(2/3) · 2 sin φ / (3 − sin φ) (Klár et al.: the cone through Mohr–Coulomb's
-    compression corners). 2D (plane): α = sin φ / √2, for which the cone *is* Mohr–Coulomb
-    (‖dev τ‖ = √2 R for a Mohr circle of radius R, and MC reads R ≤ sin φ · p).
+    3D: α₃ = √(2/3) · 2 sin φ / (3 − sin φ), Klár et al.'s cone through Mohr–Coulomb's
+    triaxial-compression corners.
+
+    2D: α₂ = (3/2) α₃ = √6 sin φ / (3 − sin φ), the same material in plane strain. While the
+    sand flows, the return mapping's plastic strain is deviatoric and along dev τ, so zero
+    out-of-plane plastic strain means dev τ_zz = 0, i.e. τ_zz = (τ_xx + τ_yy)/2; then the
+    3D ‖dev τ‖ equals the in-plane one and tr₃ τ = (3/2) tr₂ τ, so the 3D cone reads
+    ‖dev₂ τ‖ ≤ −(3/2) α₃ tr₂ τ in the plane. (The cone α₂ = sin φ/√2 of 2D Mohr–Coulomb is
+    weaker: with this volume-preserving flow rule its shear bands mobilise only
+    atan(sin φ), 26.6° for φ = 30°, and a collapsed column settled at 21°.)
+
+    Args:
+        friction_angle_deg: φ [degrees], float or torch tensor (differentiable).
+        dim: 2 or 3.
+
+    Returns:
+        α (dimensionless), same type as ``friction_angle_deg``.
     """
     if isinstance(friction_angle_deg, torch.Tensor):
         s = torch.sin(torch.deg2rad(friction_angle_deg))
     else:
         s = math.sin(math.radians(friction_angle_deg))
-    if dim == 2:
-        return s / math.sqrt(2.0)
-    return math.sqrt(2.0 / 3.0) * 2.0 * s / (3.0 - s)
+    alpha3 = math.sqrt(2.0 / 3.0) * 2.0 * s / (3.0 - s)
+    return 1.5 * alpha3 if dim == 2 else alpha3
 
 
 @dataclass(frozen=True, kw_only=True)

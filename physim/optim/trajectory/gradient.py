@@ -15,6 +15,7 @@ simulation sends the iterate back to the best actions and halves the learning ra
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -126,6 +127,7 @@ def gradient_descent(
     stop: Callable[[list[float]], bool] | None = None,
     monitor: Callable[[GradientStep], bool] | None = None,
     info: dict | None = None,
+    carry: dict | None = None,
 ) -> torch.Tensor:
     """Run the gradient method from `x0` until the budget ends or ``stop(true_losses)`` says so.
 
@@ -138,16 +140,26 @@ def gradient_descent(
         stop: Called after each iteration with the true losses of this run so far.
         monitor: Called after each iteration with a `GradientStep`; True stops the run.
         info: Dict to which the horizon schedule is appended.
+        carry: Optional dict through which a descent continues an earlier one. On return
+            it holds the last iterate (``"actions"``), the optimizer's state (``"optimizer"``,
+            Adam's moments and step count) and whether the last call was over the full
+            horizon without annealing (``"full"``); passed in holding them, the descent
+            starts from that iterate with that optimizer state instead of a fresh
+            optimizer at `x0` (as if the earlier descent had never stopped).
 
     Returns:
         The last iterate.
     """
     problem = ev.problem
     frac = budget_fraction or (lambda: ev.fraction)
-    x = problem.project(x0.detach().clone().to(problem.dtype))
+    resume = carry is not None and "actions" in carry
+    start = carry["actions"] if resume else x0
+    x = problem.project(start.detach().clone().to(problem.dtype))
     param = x.clone().requires_grad_(True)
     lr = cfg.lr if cfg.lr is not None else default_lr(problem)
     opt = make_optimizer(cfg.optimizer, [param], lr, dict(cfg.optimizer_kwargs))
+    if resume:
+        opt.load_state_dict(carry["optimizer"])
     T = problem.horizon
     use_horizon = T is not None and cfg.horizon_start is not None and T > 1
     h_start = max(1, round(cfg.horizon_start * T)) if use_horizon else T
@@ -169,6 +181,8 @@ def gradient_descent(
             last_h, best_here, stall = horizon, math.inf, 0
         if not ev.can_afford("gradient", horizon):
             break
+        if carry is not None:
+            carry["full"] = horizon is None and not anneal
         value, grad = ev.loss_and_grad(param.detach(), horizon=horizon, anneal=anneal)
         if not math.isfinite(value):
             # Diverged: restart from the best point with a smaller step.
@@ -200,6 +214,8 @@ def gradient_descent(
             break
         if monitor is not None and monitor(GradientStep(value, horizon, anneal, raw_grad, param.detach())):
             break
+    if carry is not None:
+        carry["actions"], carry["optimizer"] = param.detach().clone(), copy.deepcopy(opt.state_dict())
     return param.detach()
 
 
