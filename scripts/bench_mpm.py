@@ -2,6 +2,7 @@
 
     .venv/bin/python scripts/bench_mpm.py                 # everything (about 15 minutes on 2 cores)
     .venv/bin/python scripts/bench_mpm.py --only taichi   # just the Taichi comparison
+    .venv/bin/python scripts/bench_mpm.py --only taichi --rounds 1 --profile   # + per-kernel CPU time
 
 Figures (all in one JSON line at the end, and a table on stdout):
 
@@ -14,6 +15,10 @@ Figures (all in one JSON line at the end, and a table on stdout):
    process, timed identically (after a warm-up, synchronised, rounds interleaved, median of
    the rounds). The ratio is Taichi time / physim time. physim's elastic (fixed corotated,
    one SVD per particle and substep) throughput on the same particles is reported beside it.
+   Diagnostic, in the same rounds: a plain one-thread Warp port of the example's physics
+   (`make_plain_port`, scene-specific, not part of physim), in the example's particle order
+   and sorted by cell once, to show how far physim's general engine is from a lean kernel.
+   ``--profile`` adds the CPU time of each Warp launch per substep (physim fluid and ports).
 2. Forward throughput [particle-substeps/s] at 64³ with 10k, 100k and 1M particles (float32).
 3. Forward + backward (checkpointed rollout, float32, 10k particles at 64³) and the ratio of
    backward time (recomputation included) to forward time.
@@ -75,7 +80,120 @@ def time_rounds(fns: dict, rounds: int) -> dict:
     return {k: statistics.median(v) for k, v in times.items()}
 
 
-def taichi_comparison(substeps: int, rounds: int) -> dict:
+def make_plain_port(x0: np.ndarray, n_grid: int, dt: float, p_vol: float, p_rho: float, E: float,
+                    gravity: float, bound: int, presort: bool = False):
+    """A plain single-thread Warp port of the example's physics (diagnostic, not part of physim).
+
+    Written from the MLS-MPM equations (Hu et al. 2018, APIC with a quadratic B-spline
+    stencil) for this one scene: state x, v, C and a scalar J per particle (the example's
+    weakly compressible fluid, stress K (J − 1) I), a 64³ grid of (momentum, mass) cleared
+    each substep, one kernel per phase over every particle or node, particles in the order
+    they were given (the example's random order: no sorting), float32. It shows how far a
+    lean, scene-specific kernel is from physim's general engine. `presort`: the particles are
+    sorted by cell once, before the first substep (the fluid mixes slowly, so memory order
+    stays good for hundreds of substeps). Returns (substep, state, order): particle i of the
+    state is particle order[i] of `x0`.
+    """
+    import warp as wp
+
+    from physim.runtime import init_warp
+
+    init_warp()
+    n = len(x0)
+    dx = 1.0 / n_grid
+    cell = np.floor(x0 * n_grid).astype(np.int64)
+    order = np.argsort((cell[:, 0] * n_grid + cell[:, 1]) * n_grid + cell[:, 2], kind="stable") if presort \
+        else np.arange(n)
+    x0 = x0[order]
+    inv_dx = float(n_grid)
+    p_mass = p_vol * p_rho
+    k_stress = -dt * 4.0 * E * p_vol * inv_dx * inv_dx  # impulse factor of the pressure term
+    c_scale = 4.0 * inv_dx * inv_dx
+    hi = n_grid - bound
+
+    @wp.func
+    def stencil(xp: wp.vec3):
+        """Base node and the quadratic B-spline weights: row o holds the weights of offset o per axis."""
+        X = xp * inv_dx
+        base = wp.vec3i(int(X[0] - 0.5), int(X[1] - 0.5), int(X[2] - 0.5))
+        fx = X - wp.vec3(float(base[0]), float(base[1]), float(base[2]))
+        a = wp.vec3(1.5) - fx
+        b = fx - wp.vec3(1.0)
+        c = fx - wp.vec3(0.5)
+        W = wp.matrix_from_rows(0.5 * wp.cw_mul(a, a), wp.vec3(0.75) - wp.cw_mul(b, b), 0.5 * wp.cw_mul(c, c))
+        return base, fx, W
+
+    @wp.kernel
+    def p2g(x: wp.array(dtype=wp.vec3), v: wp.array(dtype=wp.vec3), C: wp.array(dtype=wp.mat33),
+            J: wp.array(dtype=float), grid: wp.array3d(dtype=wp.vec4)):
+        p = wp.tid()
+        base, fx, W = stencil(x[p])
+        affine = (k_stress * (J[p] - 1.0)) * wp.identity(n=3, dtype=float) + p_mass * C[p]
+        mv = p_mass * v[p]
+        for i in range(3):
+            for j in range(3):
+                for k in range(3):
+                    o = wp.vec3(float(i), float(j), float(k))
+                    w = W[i, 0] * W[j, 1] * W[k, 2]
+                    q = w * (mv + affine * ((o - fx) * dx))
+                    wp.atomic_add(grid, base[0] + i, base[1] + j, base[2] + k, wp.vec4(q[0], q[1], q[2], w * p_mass))
+
+    @wp.kernel
+    def grid_op(grid: wp.array3d(dtype=wp.vec4), grid_v: wp.array3d(dtype=wp.vec3)):
+        i, j, k = wp.tid()
+        g = grid[i, j, k]
+        vn = wp.vec3()
+        if g[3] > 0.0:
+            vn = wp.vec3(g[0], g[1], g[2]) / g[3]
+        vn[1] = vn[1] - dt * gravity
+        idx = wp.vec3i(i, j, k)
+        for d in range(3):
+            if (idx[d] < bound and vn[d] < 0.0) or (idx[d] > hi and vn[d] > 0.0):
+                vn[d] = 0.0
+        grid_v[i, j, k] = vn
+
+    @wp.kernel
+    def g2p(x: wp.array(dtype=wp.vec3), v: wp.array(dtype=wp.vec3), C: wp.array(dtype=wp.mat33),
+            J: wp.array(dtype=float), grid_v: wp.array3d(dtype=wp.vec3)):
+        p = wp.tid()
+        base, fx, W = stencil(x[p])
+        vp = wp.vec3()
+        B = wp.mat33()
+        for i in range(3):
+            for j in range(3):
+                for k in range(3):
+                    o = wp.vec3(float(i), float(j), float(k))
+                    w = W[i, 0] * W[j, 1] * W[k, 2]
+                    gv = w * grid_v[base[0] + i, base[1] + j, base[2] + k]
+                    vp += gv
+                    B += wp.outer(gv, (o - fx) * dx)
+        Cn = c_scale * B
+        v[p] = vp
+        x[p] = x[p] + dt * vp
+        J[p] = J[p] * (1.0 + dt * wp.trace(Cn))
+        C[p] = Cn
+
+    dev = "cpu"
+    state = {
+        "x": wp.array(x0.astype(np.float32), dtype=wp.vec3, device=dev),
+        "v": wp.zeros(n, dtype=wp.vec3, device=dev),
+        "C": wp.zeros(n, dtype=wp.mat33, device=dev),
+        "J": wp.array(np.ones(n, dtype=np.float32), dtype=float, device=dev),
+    }
+    grid = wp.zeros((n_grid,) * 3, dtype=wp.vec4, device=dev)
+    grid_v = wp.zeros((n_grid,) * 3, dtype=wp.vec3, device=dev)
+    particles = [state["x"], state["v"], state["C"], state["J"]]
+
+    def substep():
+        grid.zero_()
+        wp.launch(p2g, n, inputs=[*particles, grid], device=dev)
+        wp.launch(grid_op, grid.shape, inputs=[grid, grid_v], device=dev)
+        wp.launch(g2p, n, inputs=[*particles, grid_v], device=dev)
+
+    return substep, state, order
+
+
+def taichi_comparison(substeps: int, rounds: int, profile: bool = False) -> dict:
     import taichi as ti
 
     from physim.mpm import Body, Elastic, NewtonianFluid, Particles, SceneConfig, Simulator
@@ -108,22 +226,76 @@ def taichi_comparison(substeps: int, rounds: int) -> dict:
             states[key] = s
         return run
 
+    ports = {name: make_plain_port(x0, n_grid, dt, ex.p_vol, ex.p_rho, float(ex.E), ex.gravity, ex.bound,
+                                   presort=name.endswith("sorted")) for name in ("plain_port", "plain_port_sorted")}
+
+    def port_run(name):
+        def run():
+            for _ in range(substeps):
+                ports[name][0]()
+        return run
+
     fns = {"taichi": taichi_run, "physim_fluid": physim_run(fluid, "fluid"),
-           "physim_elastic": physim_run(jelly, "elastic")}
+           "physim_elastic": physim_run(jelly, "elastic"), "plain_port": port_run("plain_port"),
+           "plain_port_sorted": port_run("plain_port_sorted")}
     time_rounds(fns, 1)  # warm-up: compile, caches
     med = time_rounds(fns, rounds)
     per = {k: v / substeps for k, v in med.items()}
-    return {
+    # every run has made the same number of substeps: compare the positions reached
+    x_ti = ex.F_x.to_numpy().astype(np.float64)
+    out = {
         "particles": n, "grid": n_grid, "dt": dt, "dx": dx, "substeps_timed": substeps, "rounds": rounds,
         "taichi_ms_per_substep": per["taichi"] * 1e3,
         "physim_fluid_ms_per_substep": per["physim_fluid"] * 1e3,
         "physim_elastic_ms_per_substep": per["physim_elastic"] * 1e3,
+        "plain_port_ms_per_substep": per["plain_port"] * 1e3,
+        "plain_port_sorted_ms_per_substep": per["plain_port_sorted"] * 1e3,
         "ratio_fluid_vs_taichi": per["taichi"] / per["physim_fluid"],
         "ratio_elastic_vs_taichi": per["taichi"] / per["physim_elastic"],
+        "ratio_plain_port_vs_taichi": per["taichi"] / per["plain_port"],
+        "ratio_plain_port_vs_physim_fluid": per["physim_fluid"] / per["plain_port"],
+        "ratio_plain_port_sorted_vs_taichi": per["taichi"] / per["plain_port_sorted"],
         "taichi_threads": ti.lang.impl.current_cfg().cpu_max_num_threads,
-        "mean_y_taichi": float(ex.F_x.to_numpy()[:, 1].mean()),
-        "mean_y_physim": float(states["fluid"].x[:, 1].mean()),
+        "substeps_run": substeps * (rounds + 1),
+        "max_dx_physim_vs_taichi_m": float(np.abs(states["fluid"].x.double().numpy() - x_ti).max()),
     }
+    for name, (_, state, order) in ports.items():
+        out[f"max_dx_{name}_vs_taichi_m"] = float(np.abs(state["x"].numpy() - x_ti[order]).max())
+    if profile:
+        out["profile_ms_per_substep"] = {
+            "physim_fluid": profile_launches(physim_run(fluid, "fluid"), substeps),
+            "plain_port": profile_launches(port_run("plain_port"), substeps),
+            "plain_port_sorted": profile_launches(port_run("plain_port_sorted"), substeps),
+        }
+    return out
+
+
+def profile_launches(fn, substeps: int) -> dict:
+    """CPU time per substep [ms] of each Warp kernel launched by `fn` (CPU launches run synchronously on
+    this thread; CPU time, unlike wall time, does not count the time the thread waits for a core on a
+    busy machine), and of everything else (`host`: launch overhead, host-side work, memsets)."""
+    import warp as wp
+
+    times: dict = {}
+    launch = wp.launch
+
+    def timed(kernel, *args, **kw):
+        t = time.thread_time()
+        launch(kernel, *args, **kw)
+        name = getattr(getattr(kernel, "func", None), "__name__", None) or str(kernel)
+        times[name] = times.get(name, 0.0) + time.thread_time() - t
+
+    wp.launch = timed
+    try:
+        t = time.thread_time()
+        fn()
+        total = time.thread_time() - t
+    finally:
+        wp.launch = launch
+    out = {k: 1e3 * v / substeps for k, v in sorted(times.items(), key=lambda kv: -kv[1])}
+    out["host"] = 1e3 * (total - sum(times.values())) / substeps
+    out["total"] = 1e3 * total / substeps
+    return out
 
 
 def box_scene(n: int, *, dtype="float32", substeps=10, material=None):
@@ -213,6 +385,8 @@ def main() -> None:
     ap.add_argument("--only", choices=["taichi", "forward", "gradient", "memory"], default=None)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--substeps", type=int, default=100, help="substeps per timed round (Taichi comparison)")
+    ap.add_argument("--profile", action="store_true",
+                    help="also time each Warp launch of physim's fluid substep and of the plain port")
     ap.add_argument("--probe-memory", type=int, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--particles", type=int, default=10_000)
     ap.add_argument("--k", type=int, default=5)
@@ -228,12 +402,21 @@ def main() -> None:
     report = {"device": str(device()), "torch_threads": torch.get_num_threads()}
     if args.only in (None, "taichi"):
         print("Taichi mpm3d example (64³, 65,536 particles) vs physim, same process:", flush=True)
-        r = taichi_comparison(args.substeps, args.rounds)
+        r = taichi_comparison(args.substeps, args.rounds, profile=args.profile)
         report["taichi"] = r
         print(f"  taichi {r['taichi_ms_per_substep']:.2f} ms/substep ({r['taichi_threads']} threads); physim fluid "
               f"{r['physim_fluid_ms_per_substep']:.2f} ms (1 thread) -> ratio {r['ratio_fluid_vs_taichi']:.2f}x; "
               f"physim elastic {r['physim_elastic_ms_per_substep']:.2f} ms -> {r['ratio_elastic_vs_taichi']:.2f}x",
               flush=True)
+        print(f"  diagnostic: plain one-thread Warp port of the example {r['plain_port_ms_per_substep']:.2f} ms "
+              f"-> {r['ratio_plain_port_vs_taichi']:.2f}x Taichi (sorted by cell once: "
+              f"{r['plain_port_sorted_ms_per_substep']:.2f} ms -> {r['ratio_plain_port_sorted_vs_taichi']:.2f}x); "
+              f"max |x - x_taichi| after {r['substeps_run']} substeps: physim {r['max_dx_physim_vs_taichi_m']:.1e} m, "
+              f"port {r['max_dx_plain_port_vs_taichi_m']:.1e} m, sorted port "
+              f"{r['max_dx_plain_port_sorted_vs_taichi_m']:.1e} m", flush=True)
+        for who, prof in r.get("profile_ms_per_substep", {}).items():
+            print(f"  profile of {who} [ms/substep]: " + ", ".join(f"{k} {v:.2f}" for k, v in prof.items()),
+                  flush=True)
     if args.only in (None, "forward"):
         print("Forward throughput at 64³ (float32, elastic):", flush=True)
         report["forward_particle_substeps_per_s"] = forward_throughput([10_000, 100_000, 1_000_000], args.rounds)

@@ -19,7 +19,7 @@ from physim.autodiff import WarpOp
 from physim.errors import SimulationDiverged
 from physim.mpm.colliders import MeshCollider
 from physim.mpm.kernel_types import kernel_types
-from physim.mpm.materials.base import KIND_NEURAL, KIND_RIGID, LAW_MASK
+from physim.mpm.materials.base import KIND_HERSCHEL_BULKLEY, KIND_NEURAL, KIND_NEWTONIAN, KIND_RIGID, LAW_MASK
 from physim.runtime import init_warp
 
 __all__ = ["WarpBackend"]
@@ -50,14 +50,18 @@ class WarpBackend:
         has_mesh = any(isinstance(c, MeshCollider) for c in sim.colliders)
         K = make_transfer_kernels(T, laws, has_mesh, bool(sim.colliders))
         self.p2g, self.grid_update, self.g2p, self.mark_blocks = K.p2g, K.grid_update, K.g2p, K.mark_blocks
-        self.g2p2g = K.g2p2g
         self.stress, self.p2g_stored, self.p2g_stored_adjoint = K.stress, K.p2g_stored, K.p2g_stored_adjoint
         self.g2p_stored, self.project_trial = K.g2p_stored, K.project_trial
         self.g2p_stored_adjoint, self.grid_update_adjoint = K.g2p_stored_adjoint, K.grid_update_adjoint
         self.vecg, self.vecv = T.vecg, T.vec
         from physim.mpm.sort_kernels import make_sort_kernels
 
-        self.cell_keys, self.gather, self.gather_mat, self.scatter, self.gather_static = make_sort_kernels(T)
+        (self.cell_keys, self.gather, self.gather_mat, self.scatter, self.gather_static, self.gather_j,
+         self.scatter_j) = make_sort_kernels(T)
+        self.p2g_fluid, self.g2p_fluid, self.grid_update_blocks = K.p2g_fluid, K.g2p_fluid, K.grid_update_blocks
+        # a scene of fluids only (stress and projection functions of J = det F) carries J instead of F
+        # through its untaped substeps
+        self.carry_j = all(b.material.kind in (KIND_NEWTONIAN, KIND_HERSCHEL_BULKLEY) for b in sim.bodies)
         if self.has_rigid:
             self.rigid_sums1, self.rigid_sums2, self.rigid_apply = make_rigid_kernels(T)
 
@@ -137,7 +141,6 @@ class WarpBackend:
         self._recycled: defaultdict = defaultdict(list)  # (shape, dtype, grad) -> free taped arrays
         self._lease: list | None = None
         self._grid_clean = False
-        self.fuse_transfers = True  # False: separate g2p and p2g launches (A/B comparisons)
         self.flags: torch.Tensor | None = None
         self.grid_op = WarpOp(self._launch_p2g, (T.vec, T.vec, T.mat, T.mat, T.float, T.mat), name="mpm.p2g")
         self.op = WarpOp(self._launch, (T.vec, T.vec, T.mat, T.mat, T.float, T.float, T.float, T.mat),
@@ -225,24 +228,22 @@ class WarpBackend:
             ridx = self._buf("ridx", max(self.rigid_particles, 1), wp.int32)
         wp.launch(self.gather_static, n, inputs=[order, self.body, self.vol, self.rslot],
                   outputs=[body, vol, rslot, ridx], device=dev, record_tape=False)  # constants: no gradient
-        cur = self._particles(ctx, rec, "sorted")
-        wp.launch(self.gather, n, inputs=[order, x, v, C, F], outputs=list(cur), device=dev)
+        carry_j = self.carry_j and not rec
+        cur = self._particles(ctx, rec, "sorted", carry_j)
+        wp.launch(self.gather_j if carry_j else self.gather, n, inputs=[order, x, v, C, F], outputs=list(cur),
+                  device=dev)
         if tau_ext.shape[0] == n:
             tau_s = ctx.zeros(n, T.mat) if rec else self._buf("tau", n, T.mat)
             wp.launch(self.gather_mat, n, inputs=[order, tau_ext], outputs=[tau_s], device=dev)
             tau_ext = tau_s
 
-        # without a tape, rigid bodies (moved between the transfers) or torch stresses, g2p of substep s
-        # and p2g of substep s + 1 are one pass over the particles (`g2p2g`)
-        fuse = self.fuse_transfers and not rec and not self.has_rigid and tau_ext.shape[0] != n
         for s in range(S):
             xs, vs, Cs, Fs = cur
-            scattered = fuse and s > 0  # the grid already holds this substep's transfer
             if rec:
                 grid, grid_v = self._taped_grid(ctx)
             else:
                 grid = self._buf("grid", nodes, self.vecg)
-                if not self._grid_clean and not scattered:
+                if not self._grid_clean:
                     grid.zero_()
                 grid_v = self._buf("grid_v", nodes, self.vecv)
             # without a tape (and without rigid bodies, which move particles after g2p) the blocks
@@ -254,12 +255,18 @@ class WarpBackend:
                 args = [xs, vs, Cs, tau, body, vol, table, self.res, inv_dx, dt]
                 wp.launch(self.p2g_stored, n, inputs=args, outputs=[grid], device=dev, record_tape=False)
                 self._record_p2g_adjoint(args, grid, cur, tau, table)
-            elif not scattered:
+            elif carry_j:  # Fs holds J
+                wp.launch(self.p2g_fluid, n, inputs=[xs, vs, Cs, Fs, body, vol, self.kinds, table, self.res, inv_dx,
+                                                     dt], outputs=[grid], device=dev)
+            else:
                 wp.launch(self.p2g, n, inputs=[xs, vs, Cs, Fs, body, vol, self.kinds, table, tau_ext,
                                                self.res, inv_dx, dt], outputs=[grid], device=dev)
             # without a tape the grid is cleared by the kernel that reads it last (saves a pass)
             # without colliders the grid update's adjoint is hand-written (about 3× cheaper than Warp's)
-            wp.launch(self.grid_update, nblk * self.block_nodes,
+            # untaped on a CPU: one thread per block (its position decoded once for its nodes)
+            per_block = not rec and dev == "cpu"
+            wp.launch(self.grid_update_blocks if per_block else self.grid_update,
+                      nblk if per_block else nblk * self.block_nodes,
                       inputs=[grid, self.res, T.float(self.dx), dt, self.gravity, cfg.bound, self.bc, self.ncol,
                               self.ctype, self.cparam, self.cmesh, self.csticky, records, s, friction, int(not rec),
                               blist, self.nb],
@@ -267,7 +274,7 @@ class WarpBackend:
             if rec and self.ncol == 0:
                 self._record_grid_adjoint(grid, grid_v, blist, nblk, dt)
             self._grid_clean = not rec
-            outs = self._particles(ctx, rec, f"g2p{s % 2}")
+            outs = self._particles(ctx, rec, f"g2p{s % 2}", carry_j)
             if rec:  # the transfer with a hand-written adjoint, the projection with Warp's
                 Ft = self._taped(n, T.mat, zero=False)
                 args = [xs, Fs, grid_v, self.res, inv_dx, dt]
@@ -276,9 +283,9 @@ class WarpBackend:
                 self._record_g2p_adjoint(args, outs, Ft, Fs, grid_v)
                 wp.launch(self.project_trial, n, inputs=[Ft, body, self.kinds, table], outputs=[outs[3], flags_all[s]],
                           device=dev)
-            elif fuse and s < S - 1:
-                wp.launch(self.g2p2g, n, inputs=[xs, Fs, body, self.kinds, table, grid_v, self.res, inv_dx, dt, self.nb,
-                                                 vol], outputs=[*outs, flags_all[s], self._marks(), grid], device=dev)
+            elif carry_j:
+                wp.launch(self.g2p_fluid, n, inputs=[xs, Fs, grid_v, self.res, inv_dx, dt, self.nb],
+                          outputs=[*outs, flags_all[s], self._marks()], device=dev)
             else:
                 wp.launch(self.g2p, n, inputs=[xs, Fs, body, self.kinds, table, grid_v, self.res, inv_dx, dt, self.nb],
                           outputs=[*outs, flags_all[s], self._marks()], device=dev)
@@ -287,7 +294,8 @@ class WarpBackend:
             cur = outs
         # fresh output tensors in particle-id order (every entry is written: no zero fill needed)
         final = self._fresh_particles(ctx, rec)
-        wp.launch(self.scatter, n, inputs=[order, *cur], outputs=list(final), device=dev)
+        wp.launch(self.scatter_j if carry_j else self.scatter, n, inputs=[order, *cur], outputs=list(final),
+                  device=dev)
         return (*final, force, torque)
 
     def _record_p2g_adjoint(self, args, grid, cur, tau, table) -> None:
@@ -422,14 +430,14 @@ class WarpBackend:
 
         return out(n, d, dtype=T.vec), out(n, d, dtype=T.vec), out(n, d, d, dtype=T.mat), out(n, d, d, dtype=T.mat)
 
-    def _particles(self, ctx, fresh: bool, tag: str):
-        """Particle arrays: fresh ones on the tape, reused buffers otherwise."""
+    def _particles(self, ctx, fresh: bool, tag: str, carry_j: bool = False):
+        """Particle arrays (x, v, C, F, or J instead of F): fresh ones on the tape, reused buffers otherwise."""
         T, n = self.T, self.n
         if fresh:  # every entry is written by the kernel that fills them: no zero fill
             return (self._taped(n, T.vec, zero=False), self._taped(n, T.vec, zero=False),
                     self._taped(n, T.mat, zero=False), self._taped(n, T.mat, zero=False))
-        return (self._buf(tag + "x", n, T.vec), self._buf(tag + "v", n, T.vec), self._buf(tag + "C", n, T.mat),
-                self._buf(tag + "F", n, T.mat))
+        last = self._buf(tag + "J", n, T.float) if carry_j else self._buf(tag + "F", n, T.mat)
+        return self._buf(tag + "x", n, T.vec), self._buf(tag + "v", n, T.vec), self._buf(tag + "C", n, T.mat), last
 
     def _rigid(self, ctx, outs, table, body, vol, rslot, ridx, fresh: bool, tag: str):
         wp, T = self.wp, self.T

@@ -10,14 +10,16 @@ import functools
 import warp as wp
 
 from physim.mpm.kernel_types import KernelTypes
+from physim.mpm.materials.fluid_kernels import make_fluid_funcs
 
 __all__ = ["make_sort_kernels"]
 
 
 @functools.cache
 def make_sort_kernels(T: KernelTypes):
-    """Kernels ``cell_keys, gather, scatter, gather_static, rigid_slots``."""
+    """Kernels ``cell_keys, gather, gather_mat, scatter, gather_static, gather_j, scatter_j``."""
     dim, float_t, vec, mat = T.dim, T.float, T.vec, T.mat
+    fl = make_fluid_funcs(T)
 
     @wp.kernel
     def cell_keys(x: wp.array(dtype=vec), res: wp.vec3i, inv_dx: float_t,
@@ -83,4 +85,31 @@ def make_sort_kernels(T: KernelTypes):
         if r >= 0:
             ridx_s[r] = t
 
-    return cell_keys, gather, gather_mat, scatter, gather_static
+    @wp.kernel
+    def gather_j(order: wp.array(dtype=wp.int32), x: wp.array(dtype=vec), v: wp.array(dtype=vec),
+                 C: wp.array(dtype=mat), F: wp.array(dtype=mat),
+                 # outputs
+                 xs: wp.array(dtype=vec), vs: wp.array(dtype=vec), Cs: wp.array(dtype=mat),
+                 Js: wp.array(dtype=float_t)):
+        """`gather` of a fluid-only scene: J = det F instead of F (untaped substeps only)."""
+        t = wp.tid()
+        p = order[t]
+        xs[t] = x[p]
+        vs[t] = v[p]
+        Cs[t] = C[p]
+        Js[t] = wp.determinant(F[p])
+
+    @wp.kernel
+    def scatter_j(order: wp.array(dtype=wp.int32), xs: wp.array(dtype=vec), vs: wp.array(dtype=vec),
+                  Cs: wp.array(dtype=mat), Js: wp.array(dtype=float_t),
+                  # outputs
+                  x: wp.array(dtype=vec), v: wp.array(dtype=vec), C: wp.array(dtype=mat), F: wp.array(dtype=mat)):
+        """`scatter` of a fluid-only scene: F = J^{1/d} I, as the fluids' projection forms it."""
+        t = wp.tid()
+        p = order[t]
+        x[p] = xs[t]
+        v[p] = vs[t]
+        C[p] = Cs[t]
+        F[p] = fl.volumetric(fl.with_det(Js[t]))
+
+    return cell_keys, gather, gather_mat, scatter, gather_static, gather_j, scatter_j

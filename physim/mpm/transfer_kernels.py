@@ -11,9 +11,8 @@ One substep is three launches:
 - `g2p`: per particle, v_p = Σ w v_i, C_p = (4/Δx²) Σ w v_i (x_i − x_p)ᵀ, x_p += Δt v_p,
   F_trial = (I + Δt C_p) F_p, then the material's plastic projection (fused).
 
-Without a tape, `g2p2g` runs `g2p` of one substep and `p2g` of the next in one pass over the
-particles (same arithmetic, bitwise the same grid), and `g2p` flags the grid blocks of the
-next substep's grid update, so a substep is two launches over the particles instead of three.
+Without a tape, `g2p` flags the grid blocks of the next substep's grid update (no separate
+marking pass over the particles).
 
 The simulator hands the particles over sorted by cell (consecutive particles touch the same
 nodes and the particle arrays are read in order); results do not depend on the order up to
@@ -530,8 +529,9 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool, has_c
         (a third of the grid update's adjoint in the fluid tasks)."""
         pass
 
-    @wp.kernel
-    def grid_update(
+    @wp.func
+    def update_node(
+        I: wp.vec3i,
         grid: wp.array(dtype=vecg),
         res: wp.vec3i,
         dx: float_t,
@@ -548,29 +548,12 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool, has_c
         s: int,
         friction: wp.array(dtype=float_t),
         clear: int,
-        blocks: wp.array(dtype=wp.int32),
-        nb: wp.vec3i,
         # outputs
         grid_v: wp.array(dtype=vec),
         force: wp.array(dtype=vec3),
         torque: wp.array(dtype=vec3),
     ):
-        """Grid velocities, colliders with Coulomb friction (reaction force and torque), domain walls."""
-        # one thread per node of the listed blocks; nodes of blocks no particle touches hold no
-        # mass and are read by no particle, so they need not be visited
-        t = wp.tid()
-        blk = blocks[t / BLOCK_NODES]
-        loc = t % BLOCK_NODES
-        I = wp.vec3i()
-        if wp.static(dim == 3):
-            I = wp.vec3i((blk / (nb[1] * nb[2])) * BLOCK + loc / (BLOCK * BLOCK),
-                         ((blk / nb[2]) % nb[1]) * BLOCK + (loc / BLOCK) % BLOCK, (blk % nb[2]) * BLOCK + loc % BLOCK)
-            if I[0] >= res[0] or I[1] >= res[1] or I[2] >= res[2]:
-                return
-        else:
-            I = wp.vec3i((blk / nb[1]) * BLOCK + loc / BLOCK, (blk % nb[1]) * BLOCK + loc % BLOCK, 0)
-            if I[0] >= res[0] or I[1] >= res[1]:
-                return
+        """Velocity of grid node I: momentum / mass + gravity, the colliders, the domain walls."""
         node = (I[0] * res[1] + I[1]) * res[2] + I[2]
         g = grid[node]
         if clear != 0:
@@ -625,6 +608,97 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool, has_c
                         if bc == BC_SLIP or into:
                             v[ax] = float_t(0.0)
         grid_v[node] = v
+
+    @wp.kernel
+    def grid_update(
+        grid: wp.array(dtype=vecg),
+        res: wp.vec3i,
+        dx: float_t,
+        dt: float_t,
+        gravity: vec,
+        bound: int,
+        bc: int,
+        ncol: int,
+        ctype: wp.array(dtype=wp.int32),
+        cparam: wp.array(dtype=vec3),
+        cmesh: wp.array(dtype=wp.uint64),
+        csticky: wp.array(dtype=wp.int32),
+        cstate: wp.array3d(dtype=float_t),
+        s: int,
+        friction: wp.array(dtype=float_t),
+        clear: int,
+        blocks: wp.array(dtype=wp.int32),
+        nb: wp.vec3i,
+        # outputs
+        grid_v: wp.array(dtype=vec),
+        force: wp.array(dtype=vec3),
+        torque: wp.array(dtype=vec3),
+    ):
+        """Grid velocities, colliders with Coulomb friction (reaction force and torque), domain walls."""
+        # one thread per node of the listed blocks; nodes of blocks no particle touches hold no
+        # mass and are read by no particle, so they need not be visited
+        t = wp.tid()
+        blk = blocks[t / BLOCK_NODES]
+        loc = t % BLOCK_NODES
+        I = wp.vec3i()
+        if wp.static(dim == 3):
+            I = wp.vec3i((blk / (nb[1] * nb[2])) * BLOCK + loc / (BLOCK * BLOCK),
+                         ((blk / nb[2]) % nb[1]) * BLOCK + (loc / BLOCK) % BLOCK, (blk % nb[2]) * BLOCK + loc % BLOCK)
+            if I[0] >= res[0] or I[1] >= res[1] or I[2] >= res[2]:
+                return
+        else:
+            I = wp.vec3i((blk / nb[1]) * BLOCK + loc / BLOCK, (blk % nb[1]) * BLOCK + loc % BLOCK, 0)
+            if I[0] >= res[0] or I[1] >= res[1]:
+                return
+        update_node(I, grid, res, dx, dt, gravity, bound, bc, ncol, ctype, cparam, cmesh, csticky, cstate, s,
+                    friction, clear, grid_v, force, torque)
+
+    @wp.kernel
+    def grid_update_blocks(
+        grid: wp.array(dtype=vecg),
+        res: wp.vec3i,
+        dx: float_t,
+        dt: float_t,
+        gravity: vec,
+        bound: int,
+        bc: int,
+        ncol: int,
+        ctype: wp.array(dtype=wp.int32),
+        cparam: wp.array(dtype=vec3),
+        cmesh: wp.array(dtype=wp.uint64),
+        csticky: wp.array(dtype=wp.int32),
+        cstate: wp.array3d(dtype=float_t),
+        s: int,
+        friction: wp.array(dtype=float_t),
+        clear: int,
+        blocks: wp.array(dtype=wp.int32),
+        nb: wp.vec3i,
+        # outputs
+        grid_v: wp.array(dtype=vec),
+        force: wp.array(dtype=vec3),
+        torque: wp.array(dtype=vec3),
+    ):
+        """`grid_update` with one thread per listed block (untaped CPU substeps): the block's position is
+        decoded once for its BLOCK^d nodes (the integer divisions by the block counts cost more than a
+        collider-free node's update)."""
+        blk = blocks[wp.tid()]
+        o = wp.vec3i()
+        if wp.static(dim == 3):
+            o = wp.vec3i((blk / (nb[1] * nb[2])) * BLOCK, ((blk / nb[2]) % nb[1]) * BLOCK, (blk % nb[2]) * BLOCK)
+        else:
+            o = wp.vec3i((blk / nb[1]) * BLOCK, (blk % nb[1]) * BLOCK, 0)
+        for loc in range(BLOCK_NODES):
+            I = wp.vec3i()
+            if wp.static(dim == 3):
+                I = o + wp.vec3i(loc / (BLOCK * BLOCK), (loc / BLOCK) % BLOCK, loc % BLOCK)
+                if I[0] < res[0] and I[1] < res[1] and I[2] < res[2]:
+                    update_node(I, grid, res, dx, dt, gravity, bound, bc, ncol, ctype, cparam, cmesh, csticky,
+                                cstate, s, friction, clear, grid_v, force, torque)
+            else:
+                I = o + wp.vec3i(loc / BLOCK, loc % BLOCK, 0)
+                if I[0] < res[0] and I[1] < res[1]:
+                    update_node(I, grid, res, dx, dt, gravity, bound, bc, ncol, ctype, cparam, cmesh, csticky,
+                                cstate, s, friction, clear, grid_v, force, torque)
 
     @wp.func
     def block_node(t: int, blocks: wp.array(dtype=wp.int32), nb: wp.vec3i, res: wp.vec3i) -> wp.vec3i:
@@ -697,30 +771,10 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool, has_c
         grid_grad[node] = out
 
     @wp.func
-    def advance(
-        p: int,
-        x: wp.array(dtype=vec),
-        F: wp.array(dtype=mat),
-        body: wp.array(dtype=wp.int32),
-        kinds: wp.array(dtype=wp.int32),
-        table: wp.array2d(dtype=float_t),
-        grid_v: wp.array(dtype=vec),
-        res: wp.vec3i,
-        inv_dx: float_t,
-        dt: float_t,
-        nb: wp.vec3i,
-        # outputs
-        x_out: wp.array(dtype=vec),
-        v_out: wp.array(dtype=vec),
-        C_out: wp.array(dtype=mat),
-        F_out: wp.array(dtype=mat),
-        flags: wp.array(dtype=wp.int32),
-        marks: wp.array(dtype=wp.int32),
-    ) -> int:
-        """Gather APIC velocity and affine field, advect, update F and project it (plasticity);
-        flag the grid block of the new position for the next substep (as `mark_blocks` does).
-        Returns 1 if the new state is finite, else 0."""
-        xs = x[p] * inv_dx
+    def apic_gather(xp: vec, grid_v: wp.array(dtype=vec), res: wp.vec3i, inv_dx: float_t):
+        """APIC velocity v_p = Σ w v_i and affine field C_p = (4/Δx²) Σ w v_i (x_i − x_p)ᵀ of one particle
+        (the untaped form: the stencil sums hoisted per axis)."""
+        xs = xp * inv_dx
         dx = float_t(1.0) / inv_dx
         vp = vec()
         # B = Σ w v_i (o − f)ᵀ dx = dx (Σ_c (Σ w v_i o_c) e_cᵀ − v_p fᵀ): accumulate Σ w v_i o_c per axis
@@ -772,26 +826,16 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool, has_c
                 B[r, 0] = s0[r]
                 B[r, 1] = s1[r]
         B = dx * (B - wp.outer(vp, f))
-        Cn = (float_t(4.0) * inv_dx * inv_dx) * B
-        xn = x[p] + dt * vp
-        Ft = (wp.identity(n=dim, dtype=float_t) + dt * Cn) * F[p]
-        b = body[p]
-        kind = kinds[b]
-        Fn = Ft
-        if (kind & TORCH_PROJECTION) == 0:
-            Fn = project(kind & LAW_MASK, Ft, table, b)
-        x_out[p] = xn
-        v_out[p] = vp
-        C_out[p] = Cn
-        F_out[p] = Fn
-        # divergence bookkeeping: non-finite values, and particles leaving the safe interior. One
-        # test of the sum: a NaN or inf in any entry makes it non-finite (finite entries overflow
-        # it only beyond 1e38, a diverged particle anyway); 15 separate tests cost 10 % of g2p.
-        tot = float_t(0.0)
-        for r in range(dim):
-            tot += xn[r] + vp[r]
-            for c in range(dim):
-                tot += Fn[r, c]
+        return vp, (float_t(4.0) * inv_dx * inv_dx) * B
+
+    @wp.func
+    def check_and_mark(tot: float_t, xn: vec, res: wp.vec3i, inv_dx: float_t, nb: wp.vec3i,
+                       flags: wp.array(dtype=wp.int32), marks: wp.array(dtype=wp.int32)) -> int:
+        """Divergence bookkeeping of a particle's new state (`tot`: the sum of its entries) and the grid
+        block flag of its new position for the next substep (as `mark_blocks` does). Returns 1 if finite.
+
+        One test of the sum: a NaN or inf in any entry makes it non-finite (finite entries overflow
+        it only beyond 1e38, a diverged particle anyway); 15 separate tests cost 10 % of g2p."""
         ok = int(0)  # noqa: UP018, RUF046  (a runtime variable, assigned in a branch)
         if not wp.isfinite(tot):
             wp.atomic_add(flags, 0, 1)
@@ -811,6 +855,49 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool, has_c
                 bj = cell_base(xg[1], res[1]) / BLOCK
                 marks[bi * nb[1] + bj] = 1
         return ok
+
+    @wp.func
+    def advance(
+        p: int,
+        x: wp.array(dtype=vec),
+        F: wp.array(dtype=mat),
+        body: wp.array(dtype=wp.int32),
+        kinds: wp.array(dtype=wp.int32),
+        table: wp.array2d(dtype=float_t),
+        grid_v: wp.array(dtype=vec),
+        res: wp.vec3i,
+        inv_dx: float_t,
+        dt: float_t,
+        nb: wp.vec3i,
+        # outputs
+        x_out: wp.array(dtype=vec),
+        v_out: wp.array(dtype=vec),
+        C_out: wp.array(dtype=mat),
+        F_out: wp.array(dtype=mat),
+        flags: wp.array(dtype=wp.int32),
+        marks: wp.array(dtype=wp.int32),
+    ) -> int:
+        """Gather APIC velocity and affine field, advect, update F and project it (plasticity);
+        flag the grid block of the new position for the next substep.
+        Returns 1 if the new state is finite, else 0."""
+        vp, Cn = apic_gather(x[p], grid_v, res, inv_dx)
+        xn = x[p] + dt * vp
+        Ft = (wp.identity(n=dim, dtype=float_t) + dt * Cn) * F[p]
+        b = body[p]
+        kind = kinds[b]
+        Fn = Ft
+        if (kind & TORCH_PROJECTION) == 0:
+            Fn = project(kind & LAW_MASK, Ft, table, b)
+        x_out[p] = xn
+        v_out[p] = vp
+        C_out[p] = Cn
+        F_out[p] = Fn
+        tot = float_t(0.0)
+        for r in range(dim):
+            tot += xn[r] + vp[r]
+            for c in range(dim):
+                tot += Fn[r, c]
+        return check_and_mark(tot, xn, res, inv_dx, nb, flags, marks)
 
     @wp.kernel
     def g2p(
@@ -836,39 +923,65 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool, has_c
         advance(wp.tid(), x, F, body, kinds, table, grid_v, res, inv_dx, dt, nb, x_out, v_out, C_out, F_out, flags,
                 marks)
 
+    # ------------------------------------------------------------------- fluid-only scenes, untaped
+    # A fluid's stress and plastic projection depend on J = det F only, and det((I + Δt C) F) =
+    # det(I + Δt C) J: the untaped substeps of a scene of fluids carry the scalar J instead of F
+    # (4 bytes instead of d² floats per particle read and written, no matrix product, no root per
+    # substep); F = J^{1/d} I is formed once, when the particles leave the operation.
     @wp.kernel
-    def g2p2g(
+    def p2g_fluid(
         x: wp.array(dtype=vec),
-        F: wp.array(dtype=mat),
+        v: wp.array(dtype=vec),
+        C: wp.array(dtype=mat),
+        J: wp.array(dtype=float_t),
         body: wp.array(dtype=wp.int32),
+        vol: wp.array(dtype=float_t),
         kinds: wp.array(dtype=wp.int32),
         table: wp.array2d(dtype=float_t),
+        res: wp.vec3i,
+        inv_dx: float_t,
+        dt: float_t,
+        # outputs
+        grid: wp.array(dtype=vecg),
+    ):
+        """`p2g` of a fluid-only scene, from the particles' J."""
+        p = wp.tid()
+        b = body[p]
+        Vp = vol[p]
+        Cp = C[p]
+        tau = kirchhoff(kinds[b] & LAW_MASK, fl.with_det(J[p]), Cp, table, b, mat())
+        scatter(x[p], v[p], Cp, table[b, 0] * Vp, Vp, tau, res, inv_dx, dt, grid)
+
+    @wp.kernel
+    def g2p_fluid(
+        x: wp.array(dtype=vec),
+        J: wp.array(dtype=float_t),
         grid_v: wp.array(dtype=vec),
         res: wp.vec3i,
         inv_dx: float_t,
         dt: float_t,
         nb: wp.vec3i,
-        vol: wp.array(dtype=float_t),
         # outputs
         x_out: wp.array(dtype=vec),
         v_out: wp.array(dtype=vec),
         C_out: wp.array(dtype=mat),
-        F_out: wp.array(dtype=mat),
+        J_out: wp.array(dtype=float_t),
         flags: wp.array(dtype=wp.int32),
         marks: wp.array(dtype=wp.int32),
-        grid: wp.array(dtype=vecg),
     ):
-        """`g2p` of substep s fused with `p2g` of substep s + 1 (untaped, without rigid bodies or torch
-        stresses): the particle's new state is scattered while it is in cache, instead of being read
-        back by a second pass over the particles. Same arithmetic as the two kernels."""
+        """`g2p` of a fluid-only scene: J ← max(det(I + Δt C) J, 10⁻⁶) (the projection `volumetric` keeps)."""
         p = wp.tid()
-        if advance(p, x, F, body, kinds, table, grid_v, res, inv_dx, dt, nb, x_out, v_out, C_out, F_out, flags,
-                   marks) != 0:
-            b = body[p]
-            Vp = vol[p]
-            Cp = C_out[p]
-            tau = kirchhoff(kinds[b] & LAW_MASK, F_out[p], Cp, table, b, mat())
-            scatter(x_out[p], v_out[p], Cp, table[b, 0] * Vp, Vp, tau, res, inv_dx, dt, grid)
+        vp, Cn = apic_gather(x[p], grid_v, res, inv_dx)
+        xn = x[p] + dt * vp
+        Jn = wp.max(wp.determinant(wp.identity(n=dim, dtype=float_t) + dt * Cn) * J[p], float_t(1e-6))
+        x_out[p] = xn
+        v_out[p] = vp
+        C_out[p] = Cn
+        J_out[p] = Jn
+        tot = Jn
+        for r in range(dim):
+            tot += xn[r] + vp[r]
+        check_and_mark(tot, xn, res, inv_dx, nb, flags, marks)
 
     @wp.func
     def gather(xp: vec, grid_v: wp.array(dtype=vec), res: wp.vec3i, inv_dx: float_t):
@@ -1058,7 +1171,8 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool, has_c
                 gf += vec(d0[i] * Ei, w0[i] * Di)
         x_grad[p] = x_grad[p] + gxn - wp.transpose(gB) * vp + inv_dx * gf
 
-    return SimpleNamespace(p2g=p2g, grid_update=grid_update, g2p=g2p, g2p2g=g2p2g, mark_blocks=mark_blocks,
+    return SimpleNamespace(p2g=p2g, grid_update=grid_update, g2p=g2p, mark_blocks=mark_blocks,
+                           p2g_fluid=p2g_fluid, g2p_fluid=g2p_fluid, grid_update_blocks=grid_update_blocks,
                            stress=stress, p2g_stored=p2g_stored,
                            p2g_stored_adjoint=p2g_stored_adjoint, g2p_stored=g2p_stored, project_trial=project_trial,
                            g2p_stored_adjoint=g2p_stored_adjoint, grid_update_adjoint=grid_update_adjoint)

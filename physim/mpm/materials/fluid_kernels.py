@@ -82,4 +82,14 @@ def make_fluid_funcs(T: KernelTypes):
         else:
             return wp.sqrt(J) * wp.identity(n=dim, dtype=float_t)
 
-    return SimpleNamespace(newtonian=newtonian, herschel_bulkley=herschel_bulkley, volumetric=volumetric)
+    @wp.func
+    def with_det(J: float_t) -> mat:
+        """diag(J, 1, ..., 1): a deformation gradient whose determinant is exactly J. The untaped
+        substeps of fluid-only scenes carry J = det F and call the laws above with it (a few
+        flops per particle, and the taped path's code stays as it is)."""
+        M = wp.identity(n=dim, dtype=float_t)
+        M[0, 0] = J
+        return M
+
+    return SimpleNamespace(newtonian=newtonian, herschel_bulkley=herschel_bulkley, volumetric=volumetric,
+                           with_det=with_det)
