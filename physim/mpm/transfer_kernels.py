@@ -609,6 +609,45 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool, has_c
                             v[ax] = float_t(0.0)
         grid_v[node] = v
 
+    @wp.func
+    def block_origin(blk: int, nb: wp.vec3i) -> wp.vec3i:
+        """First node of activity block `blk` (blocks numbered row-major over the nb block counts)."""
+        o = wp.vec3i()
+        if wp.static(dim == 3):
+            o = wp.vec3i((blk / (nb[1] * nb[2])) * BLOCK, ((blk / nb[2]) % nb[1]) * BLOCK, (blk % nb[2]) * BLOCK)
+        else:
+            o = wp.vec3i((blk / nb[1]) * BLOCK, (blk % nb[1]) * BLOCK, 0)
+        return o
+
+    @wp.func
+    def block_offset(loc: int) -> wp.vec3i:
+        """Offset of node `loc` (0 ≤ loc < BLOCK^d, row-major) from its block's first node."""
+        o = wp.vec3i()
+        if wp.static(dim == 3):
+            o = wp.vec3i(loc / (BLOCK * BLOCK), (loc / BLOCK) % BLOCK, loc % BLOCK)
+        else:
+            o = wp.vec3i(loc / BLOCK, loc % BLOCK, 0)
+        return o
+
+    @wp.func
+    def in_grid(I: wp.vec3i, res: wp.vec3i) -> int:
+        """1 if node I lies inside the grid (blocks at the far faces overhang it), else 0."""
+        ok = int(1)  # noqa: UP018, RUF046  (a runtime variable, assigned in a branch)
+        if I[0] >= res[0] or I[1] >= res[1]:
+            ok = 0
+        if wp.static(dim == 3):
+            if I[2] >= res[2]:
+                ok = 0
+        return ok
+
+    @wp.func
+    def block_node(t: int, blocks: wp.array(dtype=wp.int32), nb: wp.vec3i, res: wp.vec3i) -> wp.vec3i:
+        """Coordinates of the node visited by thread t of a launch over listed blocks (-1 if past the grid)."""
+        I = block_origin(blocks[t / BLOCK_NODES], nb) + block_offset(t % BLOCK_NODES)
+        if in_grid(I, res) == 0:
+            I = wp.vec3i(-1, 0, 0)
+        return I
+
     @wp.kernel
     def grid_update(
         grid: wp.array(dtype=vecg),
@@ -637,19 +676,9 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool, has_c
         """Grid velocities, colliders with Coulomb friction (reaction force and torque), domain walls."""
         # one thread per node of the listed blocks; nodes of blocks no particle touches hold no
         # mass and are read by no particle, so they need not be visited
-        t = wp.tid()
-        blk = blocks[t / BLOCK_NODES]
-        loc = t % BLOCK_NODES
-        I = wp.vec3i()
-        if wp.static(dim == 3):
-            I = wp.vec3i((blk / (nb[1] * nb[2])) * BLOCK + loc / (BLOCK * BLOCK),
-                         ((blk / nb[2]) % nb[1]) * BLOCK + (loc / BLOCK) % BLOCK, (blk % nb[2]) * BLOCK + loc % BLOCK)
-            if I[0] >= res[0] or I[1] >= res[1] or I[2] >= res[2]:
-                return
-        else:
-            I = wp.vec3i((blk / nb[1]) * BLOCK + loc / BLOCK, (blk % nb[1]) * BLOCK + loc % BLOCK, 0)
-            if I[0] >= res[0] or I[1] >= res[1]:
-                return
+        I = block_node(wp.tid(), blocks, nb, res)
+        if I[0] < 0:
+            return
         update_node(I, grid, res, dx, dt, gravity, bound, bc, ncol, ctype, cparam, cmesh, csticky, cstate, s,
                     friction, clear, grid_v, force, torque)
 
@@ -681,41 +710,12 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool, has_c
         """`grid_update` with one thread per listed block (untaped CPU substeps): the block's position is
         decoded once for its BLOCK^d nodes (the integer divisions by the block counts cost more than a
         collider-free node's update)."""
-        blk = blocks[wp.tid()]
-        o = wp.vec3i()
-        if wp.static(dim == 3):
-            o = wp.vec3i((blk / (nb[1] * nb[2])) * BLOCK, ((blk / nb[2]) % nb[1]) * BLOCK, (blk % nb[2]) * BLOCK)
-        else:
-            o = wp.vec3i((blk / nb[1]) * BLOCK, (blk % nb[1]) * BLOCK, 0)
+        o = block_origin(blocks[wp.tid()], nb)
         for loc in range(BLOCK_NODES):
-            I = wp.vec3i()
-            if wp.static(dim == 3):
-                I = o + wp.vec3i(loc / (BLOCK * BLOCK), (loc / BLOCK) % BLOCK, loc % BLOCK)
-                if I[0] < res[0] and I[1] < res[1] and I[2] < res[2]:
-                    update_node(I, grid, res, dx, dt, gravity, bound, bc, ncol, ctype, cparam, cmesh, csticky,
-                                cstate, s, friction, clear, grid_v, force, torque)
-            else:
-                I = o + wp.vec3i(loc / BLOCK, loc % BLOCK, 0)
-                if I[0] < res[0] and I[1] < res[1]:
-                    update_node(I, grid, res, dx, dt, gravity, bound, bc, ncol, ctype, cparam, cmesh, csticky,
-                                cstate, s, friction, clear, grid_v, force, torque)
-
-    @wp.func
-    def block_node(t: int, blocks: wp.array(dtype=wp.int32), nb: wp.vec3i, res: wp.vec3i) -> wp.vec3i:
-        """Coordinates of the node visited by thread t of a launch over listed blocks (-1 if past the grid)."""
-        blk = blocks[t / BLOCK_NODES]
-        loc = t % BLOCK_NODES
-        I = wp.vec3i()
-        if wp.static(dim == 3):
-            I = wp.vec3i((blk / (nb[1] * nb[2])) * BLOCK + loc / (BLOCK * BLOCK),
-                         ((blk / nb[2]) % nb[1]) * BLOCK + (loc / BLOCK) % BLOCK, (blk % nb[2]) * BLOCK + loc % BLOCK)
-            if I[0] >= res[0] or I[1] >= res[1] or I[2] >= res[2]:
-                I = wp.vec3i(-1, 0, 0)
-        else:
-            I = wp.vec3i((blk / nb[1]) * BLOCK + loc / BLOCK, (blk % nb[1]) * BLOCK + loc % BLOCK, 0)
-            if I[0] >= res[0] or I[1] >= res[1]:
-                I = wp.vec3i(-1, 0, 0)
-        return I
+            I = o + block_offset(loc)
+            if in_grid(I, res) != 0:
+                update_node(I, grid, res, dx, dt, gravity, bound, bc, ncol, ctype, cparam, cmesh, csticky, cstate, s,
+                            friction, clear, grid_v, force, torque)
 
     @wp.kernel
     def grid_update_adjoint(
