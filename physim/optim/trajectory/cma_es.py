@@ -18,7 +18,7 @@ from physim.config import check_int, check_range
 from physim.optim.trajectory.evaluator import Evaluator
 from physim.optim.trajectory.space import SearchSpace, default_sigma
 
-__all__ = ["CMAESConfig", "cmaes_search", "run_cmaes"]
+__all__ = ["CMAESConfig", "cmaes_search", "default_population", "run_cmaes"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -39,6 +39,11 @@ class CMAESConfig:
             check_range("sigma", self.sigma, 0.0, low_inclusive=False)
         if self.knots is not None:
             check_int("knots", self.knots, 1)
+
+
+def default_population(dim: int) -> int:
+    """CMA-ES's default population for a search space of `dim` dimensions: 4 + ⌊3 ln dim⌋ (Hansen)."""
+    return 4 + math.floor(3 * math.log(max(dim, 1)))
 
 
 def cmaes_search(ev: Evaluator, center: torch.Tensor, cfg: CMAESConfig, seed: int, *,
@@ -65,7 +70,7 @@ def cmaes_search(ev: Evaluator, center: torch.Tensor, cfg: CMAESConfig, seed: in
             # The `cmaes` package needs finite bounds; an unbounded side gets a far-away wall.
             far = 1e6 * max(1.0, sigma0)
             np_bounds = np.stack([np.where(np.isfinite(lo), lo, -far), np.where(np.isfinite(hi), hi, far)], axis=1)
-        pop = cfg.population if cfg.population is not None else 4 + math.floor(3 * math.log(space.dim))
+        pop = cfg.population if cfg.population is not None else default_population(space.dim)
         opt = CMA(mean=np.zeros(space.dim), sigma=sigma0, bounds=np_bounds, seed=seed + 7919 * restart,
                   population_size=max(2, pop * population_scale))
         return space, opt

@@ -215,10 +215,11 @@ def run_hybrid(ev: Evaluator, init: torch.Tensor, cfg: HybridConfig, seed: int, 
         """Population of the next sampling phase (IPOP: doubled at each phase after the first)."""
         pop = sampler_cfg.population
         if pop is None:  # CMA-ES's default population for the knot space
+            from physim.optim.trajectory.cma_es import default_population
             from physim.optim.trajectory.space import SearchSpace
 
             center = init if ev.best_actions is None else ev.best_actions
-            pop = 4 + math.floor(3 * math.log(max(SearchSpace(ev.problem, center, sampler_cfg.knots).dim, 1)))
+            pop = default_population(SearchSpace(ev.problem, center, sampler_cfg.knots).dim)
         return pop * 2**n_sampling
 
     def sampling_fits() -> bool:
