@@ -247,9 +247,6 @@ class FluidEnv(gym.Env):
                                    observe=lambda t, s: task.step_loss(t + 1, s).reshape(()))
         return out.observations.sum()
 
-    def _checkpoint_k(self, T: int) -> int | None:
-        return self._checkpoint_plan(T)[0]
-
     def _checkpoint_plan(self, T: int) -> tuple[int | None, int]:
         """(K, M) of a T-step `rollout_loss`: checkpoint every K-th state, keep the last M steps' graph.
 
