@@ -283,6 +283,8 @@ def profile_launches(fn, substeps: int) -> dict:
         t = time.thread_time()
         launch(kernel, *args, **kw)
         name = getattr(getattr(kernel, "func", None), "__name__", None) or str(kernel)
+        if kw.get("adjoint"):  # Warp's automatic adjoint, replayed by the tape
+            name = "adj_" + name
         times[name] = times.get(name, 0.0) + time.thread_time() - t
 
     wp.launch = timed
@@ -328,26 +330,48 @@ def forward_throughput(counts, rounds: int) -> dict:
     return out
 
 
-def forward_backward(n: int, steps: int, k: int, rounds: int) -> dict:
+def forward_backward(n: int, steps: int, k: int, rounds: int, profile: bool = False) -> dict:
     sim = box_scene(n, substeps=10)
     sim.params["body0.E"].requires_grad_(True)
-    fwd, bwd = [], []
-    for r in range(rounds + 1):
+    fwd, bwd, fwd_cpu, bwd_cpu = [], [], [], []
+    subs = steps * sim.cfg.substeps
+
+    def start():
         s0 = sim.reset()
         v0 = s0.v.clone().requires_grad_(True)
-        s0 = sim.reset(v=v0)
-        t = time.perf_counter()
+        return sim.reset(v=v0)
+
+    for r in range(rounds + 1):
+        s0 = start()
+        t, c = time.perf_counter(), time.thread_time()
         out = sim.rollout(s0, steps=steps, checkpoint_every=k)
-        t1 = time.perf_counter()
+        t1, c1 = time.perf_counter(), time.thread_time()
         out.state.x.square().sum().backward()
-        t2 = time.perf_counter()
+        t2, c2 = time.perf_counter(), time.thread_time()
         if r:  # round 0 compiles
             fwd.append(t1 - t)
             bwd.append(t2 - t1)
+            fwd_cpu.append(c1 - c)
+            bwd_cpu.append(c2 - c1)
     f, b = statistics.median(fwd), statistics.median(bwd)
-    subs = steps * sim.cfg.substeps
-    return {"particles": n, "substeps": subs, "checkpoint_every_steps": k, "forward_s": f, "backward_s": b,
-            "backward_over_forward": b / f, "fwd_bwd_particle_substeps_per_s": n * subs / (f + b)}
+    res = {"particles": n, "substeps": subs, "checkpoint_every_steps": k, "forward_s": f, "backward_s": b,
+           "backward_over_forward": b / f, "fwd_bwd_particle_substeps_per_s": n * subs / (f + b),
+           # CPU time of the calling thread (Warp's one thread): not inflated by waiting for a core
+           "forward_cpu_s": statistics.median(fwd_cpu), "backward_cpu_s": statistics.median(bwd_cpu),
+           "backward_over_forward_cpu": statistics.median(bwd_cpu) / statistics.median(fwd_cpu)}
+    if profile:
+        s0 = start()
+        held = {}
+
+        def forward():
+            held["out"] = sim.rollout(s0, steps=steps, checkpoint_every=k)
+
+        def backward():
+            held.pop("out").state.x.square().sum().backward()
+
+        res["profile_ms_per_substep"] = {"forward": profile_launches(forward, subs),
+                                         "backward": profile_launches(backward, subs)}
+    return res
 
 
 def probe_memory(substeps_total: int, n: int, k: int) -> dict:
@@ -386,7 +410,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--substeps", type=int, default=100, help="substeps per timed round (Taichi comparison)")
     ap.add_argument("--profile", action="store_true",
-                    help="also time each Warp launch of physim's fluid substep and of the plain port")
+                    help="also time each Warp launch (CPU time) of physim's fluid substep and of the plain port "
+                         "(taichi), and of the forward and backward passes (gradient)")
     ap.add_argument("--probe-memory", type=int, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--particles", type=int, default=10_000)
     ap.add_argument("--k", type=int, default=5)
@@ -422,11 +447,16 @@ def main() -> None:
         report["forward_particle_substeps_per_s"] = forward_throughput([10_000, 100_000, 1_000_000], args.rounds)
     if args.only in (None, "gradient"):
         print("Forward + backward (10k particles, 64³, 20 steps x 10 substeps, K = 5):", flush=True)
-        r = forward_backward(10_000, 20, 5, args.rounds)
+        r = forward_backward(10_000, 20, 5, args.rounds, profile=args.profile)
         report["gradient"] = r
         print(f"  forward {r['forward_s']:.2f} s, backward {r['backward_s']:.2f} s "
               f"(ratio {r['backward_over_forward']:.2f}); {r['fwd_bwd_particle_substeps_per_s']:.3e} "
-              "particle-substeps/s", flush=True)
+              f"particle-substeps/s; CPU time {r['forward_cpu_s']:.2f} s + {r['backward_cpu_s']:.2f} s "
+              f"(ratio {r['backward_over_forward_cpu']:.2f})", flush=True)
+        for who, prof in r.get("profile_ms_per_substep", {}).items():
+            print(f"  profile of the {who} pass [CPU ms/substep]: "
+                  + ", ".join(f"{k} {v:.2f}" for k, v in prof.items()),
+                  flush=True)
     if args.only in (None, "memory"):
         print("Peak memory of a checkpointed rollout + backward (10k particles, 64³, K = 5 steps):", flush=True)
         report["memory"] = memory(10_000, 5)

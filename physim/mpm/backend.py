@@ -19,7 +19,17 @@ from physim.autodiff import WarpOp
 from physim.errors import SimulationDiverged
 from physim.mpm.colliders import MeshCollider
 from physim.mpm.kernel_types import kernel_types
-from physim.mpm.materials.base import KIND_HERSCHEL_BULKLEY, KIND_NEURAL, KIND_NEWTONIAN, KIND_RIGID, LAW_MASK
+from physim.mpm.materials.base import (
+    HAND_WRITTEN_STRESS,
+    KIND_COROTATED,
+    KIND_DRUCKER_PRAGER,
+    KIND_HERSCHEL_BULKLEY,
+    KIND_NEURAL,
+    KIND_NEWTONIAN,
+    KIND_RIGID,
+    KIND_VON_MISES,
+    LAW_MASK,
+)
 from physim.runtime import init_warp
 
 __all__ = ["WarpBackend"]
@@ -53,6 +63,16 @@ class WarpBackend:
         self.stress, self.p2g_stored, self.p2g_stored_adjoint = K.stress, K.p2g_stored, K.p2g_stored_adjoint
         self.g2p_stored, self.project_trial = K.g2p_stored, K.project_trial
         self.g2p_stored_adjoint, self.grid_update_adjoint = K.g2p_stored_adjoint, K.grid_update_adjoint
+        self.grid_update_adjoint_blocks = K.grid_update_adjoint_blocks
+        from physim.mpm.materials.elastic_kernels import make_elastic_stress_kernels
+
+        # taped stress: the elastic laws by a kernel with a hand-written adjoint (which reuses the stored
+        # SVD of the corotated law), the other laws present by `stress` with Warp's automatic adjoint
+        self.elastic_stress = make_elastic_stress_kernels(T, laws) if present & HAND_WRITTEN_STRESS else None
+        self.auto_stress = bool(present - HAND_WRITTEN_STRESS)
+        self.store_svd = KIND_COROTATED in present
+        # only these laws' plastic projection changes F: without them the taped substep's trial F is the new F
+        self.projects = bool(present & {KIND_VON_MISES, KIND_DRUCKER_PRAGER, KIND_NEWTONIAN, KIND_HERSCHEL_BULKLEY})
         self.vecg, self.vecv = T.vecg, T.vec
         from physim.mpm.sort_kernels import make_sort_kernels
 
@@ -251,7 +271,7 @@ class WarpBackend:
             blist, nblk = self._active_blocks(xs, inv_dx, rec, marked=s > 0 and not rec and not self.has_rigid)
             if rec:  # stress stored, so that the scatter's adjoint does not replay the material law
                 tau = self._taped(n, T.mat, zero=False)
-                wp.launch(self.stress, n, inputs=[Cs, Fs, body, self.kinds, table, tau_ext], outputs=[tau], device=dev)
+                self._taped_stress(Cs, Fs, body, table, tau_ext, tau)
                 args = [xs, vs, Cs, tau, body, vol, table, self.res, inv_dx, dt]
                 wp.launch(self.p2g_stored, n, inputs=args, outputs=[grid], device=dev, record_tape=False)
                 self._record_p2g_adjoint(args, grid, cur, tau, table)
@@ -264,7 +284,8 @@ class WarpBackend:
             # without a tape the grid is cleared by the kernel that reads it last (saves a pass)
             # without colliders the grid update's adjoint is hand-written (about 3× cheaper than Warp's)
             # untaped on a CPU: one thread per block (its position decoded once for its nodes)
-            per_block = not rec and dev == "cpu"
+            # (taped without colliders too: that launch is not on the tape, its adjoint is hand-written)
+            per_block = dev == "cpu" and (not rec or self.ncol == 0)
             wp.launch(self.grid_update_blocks if per_block else self.grid_update,
                       nblk if per_block else nblk * self.block_nodes,
                       inputs=[grid, self.res, T.float(self.dx), dt, self.gravity, cfg.bound, self.bc, self.ncol,
@@ -275,14 +296,15 @@ class WarpBackend:
                 self._record_grid_adjoint(grid, grid_v, blist, nblk, dt)
             self._grid_clean = not rec
             outs = self._particles(ctx, rec, f"g2p{s % 2}", carry_j)
-            if rec:  # the transfer with a hand-written adjoint, the projection with Warp's
-                Ft = self._taped(n, T.mat, zero=False)
-                args = [xs, Fs, grid_v, self.res, inv_dx, dt]
+            if rec:  # the transfer with a hand-written adjoint, the projection (if any law has one) with Warp's
+                Ft = self._taped(n, T.mat, zero=False) if self.projects else outs[3]
+                args = [xs, Fs, grid_v, self.res, inv_dx, dt, int(not self.projects)]
                 wp.launch(self.g2p_stored, n, inputs=args, outputs=[*outs[:3], Ft, flags_all[s]], device=dev,
                           record_tape=False)
                 self._record_g2p_adjoint(args, outs, Ft, Fs, grid_v)
-                wp.launch(self.project_trial, n, inputs=[Ft, body, self.kinds, table], outputs=[outs[3], flags_all[s]],
-                          device=dev)
+                if self.projects:
+                    wp.launch(self.project_trial, n, inputs=[Ft, body, self.kinds, table],
+                              outputs=[outs[3], flags_all[s]], device=dev)
             elif carry_j:
                 wp.launch(self.g2p_fluid, n, inputs=[xs, Fs, grid_v, self.res, inv_dx, dt, self.nb],
                           outputs=[*outs, flags_all[s], self._marks()], device=dev)
@@ -297,6 +319,39 @@ class WarpBackend:
         wp.launch(self.scatter_j if carry_j else self.scatter, n, inputs=[order, *cur], outputs=list(final),
                   device=dev)
         return (*final, force, torque)
+
+    def _taped_stress(self, Cs, Fs, body, table, tau_ext, tau) -> None:
+        """Kirchhoff stress of a taped substep into `tau` (every particle is written by one of the kernels)."""
+        wp, n, dev = self.wp, self.n, self.device
+        if self.auto_stress:
+            wp.launch(self.stress, n, inputs=[Cs, Fs, body, self.kinds, table, tau_ext], outputs=[tau], device=dev)
+        if self.elastic_stress is None:
+            return
+        T = self.T
+        if self.store_svd:  # U, σ, V of each corotated particle, read by the adjoint instead of two new SVDs
+            svd = (self._taped(n, T.mat, grad=False, zero=False), self._taped(n, T.vec, grad=False, zero=False),
+                   self._taped(n, T.mat, grad=False, zero=False))
+        else:
+            svd = (self._no_svd(T.mat), self._no_svd(T.vec), self._no_svd(T.mat))
+        K = self.elastic_stress
+        wp.launch(K.stress_elastic, n, inputs=[Fs, body, self.kinds, table], outputs=[tau, *svd], device=dev,
+                  record_tape=False)
+        tg = table.grad if table.requires_grad else self._no_table_grad(table)
+        adj_in = [Fs, body, self.kinds, table, *svd, tau.grad, int(table.requires_grad)]
+        adj_out = [Fs.grad, tg]
+
+        def backward():
+            wp.launch(K.stress_elastic_adjoint, n, inputs=adj_in, outputs=adj_out, device=dev)
+
+        wp._src.context.runtime.tape.record_func(backward=backward, arrays=[])
+
+    def _no_svd(self, dtype):
+        """A one-entry placeholder for the SVD arrays of a scene without corotated particles."""
+        key = ("no_svd", dtype)
+        a = self._pool.get(key)
+        if a is None:
+            a = self._pool[key] = self.wp.zeros(1, dtype=dtype, device=self.device)
+        return a
 
     def _record_p2g_adjoint(self, args, grid, cur, tau, table) -> None:
         """Put the hand-written adjoint of `p2g_stored` on the tape (about 3× cheaper than Warp's)."""
@@ -316,7 +371,7 @@ class WarpBackend:
         wp = self.wp
         xs = args[0]
         x_out, v_out, C_out, _ = outs
-        adj_in = [*args, v_out, C_out, x_out.grad, v_out.grad, C_out.grad, Ft.grad]
+        adj_in = [*args[:6], v_out, C_out, x_out.grad, v_out.grad, C_out.grad, Ft.grad]  # args[6]: check_f
         adj_out = [xs.grad, Fs.grad, grid_v.grad]
 
         def backward():
@@ -329,8 +384,11 @@ class WarpBackend:
         wp = self.wp
         adj_in = [grid, self.res, dt, self.gravity, self.cfg.bound, self.bc, blist, self.nb, grid_v.grad]
 
+        per_block = self.device == "cpu"  # one thread per block on a CPU, as the untaped update
+
         def backward():
-            wp.launch(self.grid_update_adjoint, nblk * self.block_nodes, inputs=adj_in, outputs=[grid.grad],
+            wp.launch(self.grid_update_adjoint_blocks if per_block else self.grid_update_adjoint,
+                      nblk if per_block else nblk * self.block_nodes, inputs=adj_in, outputs=[grid.grad],
                       device=self.device)
 
         wp._src.context.runtime.tape.record_func(backward=backward, arrays=[])

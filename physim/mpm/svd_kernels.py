@@ -33,7 +33,8 @@ __all__ = ["make_svd_funcs"]
 
 @functools.cache
 def make_svd_funcs(T: KernelTypes):
-    """Warp functions ``svd, singular_values, iso_map, polar, pair_limits`` for the types `T`."""
+    """Warp functions ``svd, singular_values, iso_map, polar, pair_limits`` for the types `T`, and for
+    adjoints from a stored SVD ``iso_map_adjoint, polar_svd, polar_adjoint``."""
     dim, float_t, vec, mat, tol = T.dim, T.float, T.vec, T.mat, T.tol
     tiny = float_t(1e-12) if T.float == wp.float64 else float_t(1e-6)
 
@@ -82,15 +83,18 @@ def make_svd_funcs(T: KernelTypes):
         sk = (hi + hj) / ssum
         return d * sym + sk * skw, d * sym - sk * skw
 
-    @wp.func_grad(iso_map)
-    def adj_iso_map(F: mat, h: vec, dlim: vec, adj_ret: mat):
-        U, s, V = svd(F)
+    @wp.func
+    def iso_map_adjoint(U: mat, s: vec, V: mat, h: vec, dlim: vec, adj_ret: mat):
+        """(∂F, ∂h) of G = U diag(h) Vᵀ for the incoming ∂G = `adj_ret`, from the SVD F = U diag(s) Vᵀ.
+
+        Shared by Warp's adjoint of `iso_map` (which recomputes the SVD) and the hand-written
+        stress adjoints (which read it as stored by their taped forward).
+        """
         G = wp.transpose(U) * adj_ret * V
         P = mat()
         gh = vec()
         for i in range(dim):
             gh[i] = G[i, i]
-        wp.adjoint[h] += gh
         if wp.static(dim == 3):
             a, b = pair_term(s[0], s[1], h[0], h[1], dlim[0], float_t(0.5) * (G[0, 1] + G[1, 0]),
                              float_t(0.5) * (G[0, 1] - G[1, 0]))
@@ -109,7 +113,31 @@ def make_svd_funcs(T: KernelTypes):
                              float_t(0.5) * (G[0, 1] - G[1, 0]))
             P[0, 1] = a
             P[1, 0] = b
-        wp.adjoint[F] += U * P * wp.transpose(V)
+        return U * P * wp.transpose(V), gh
+
+    @wp.func_grad(iso_map)
+    def adj_iso_map(F: mat, h: vec, dlim: vec, adj_ret: mat):
+        U, s, V = svd(F)
+        dF, dh = iso_map_adjoint(U, s, V, h, dlim, adj_ret)
+        wp.adjoint[h] += dh
+        wp.adjoint[F] += dF
+
+    @wp.func
+    def polar_svd(U: mat, V: mat) -> mat:
+        """R = U Vᵀ from a stored SVD, computed exactly as `polar` does (bitwise the same R)."""
+        one = vec()
+        for i in range(dim):
+            one[i] = float_t(1.0)
+        return U * wp.diag(one) * wp.transpose(V)
+
+    @wp.func
+    def polar_adjoint(U: mat, s: vec, V: mat, adj_R: mat) -> mat:
+        """∂F of R = polar(F) for the incoming ∂R, from a stored SVD (finite for coincident σ)."""
+        one = vec()
+        for i in range(dim):
+            one[i] = float_t(1.0)
+        dF, _dh = iso_map_adjoint(U, s, V, one, vec(), adj_R)
+        return dF
 
     @wp.func
     def polar(F: mat) -> mat:
@@ -132,4 +160,5 @@ def make_svd_funcs(T: KernelTypes):
         return dl
 
     return SimpleNamespace(svd=svd, singular_values=singular_values, iso_map=iso_map, polar=polar,
-                           pair_limits=pair_limits)
+                           pair_limits=pair_limits, iso_map_adjoint=iso_map_adjoint, polar_svd=polar_svd,
+                           polar_adjoint=polar_adjoint)

@@ -227,10 +227,13 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool, has_c
         tau: wp.array(dtype=mat),
     ):
         """Kirchhoff stress of each particle (the taped substep stores it: the scatter's adjoint then
-        does not replay the material, whose adjoint runs once, in this kernel's)."""
+        does not replay the material, whose adjoint runs once, in this kernel's). The elastic laws are
+        left to `stress_elastic` (hand-written adjoint, `materials.elastic_kernels`)."""
         p = wp.tid()
         b = body[p]
         kind = kinds[b] & LAW_MASK
+        if kind == mb.KIND_COROTATED or kind == mb.KIND_NEOHOOKEAN or kind == mb.KIND_STVK:
+            return
         text = mat()
         if wp.static(has_neural):
             if kind == mb.KIND_NEURAL:
@@ -717,28 +720,23 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool, has_c
                 update_node(I, grid, res, dx, dt, gravity, bound, bc, ncol, ctype, cparam, cmesh, csticky, cstate, s,
                             friction, clear, grid_v, force, torque)
 
-    @wp.kernel
-    def grid_update_adjoint(
+    @wp.func
+    def adjoint_node(
+        I: wp.vec3i,
         grid: wp.array(dtype=vecg),
         res: wp.vec3i,
         dt: float_t,
         gravity: vec,
         bound: int,
         bc: int,
-        blocks: wp.array(dtype=wp.int32),
-        nb: wp.vec3i,
         grid_v_grad: wp.array(dtype=vec),
-        # outputs (overwritten; grid_v_grad is read, then zeroed)
         grid_grad: wp.array(dtype=vecg),
     ):
-        """Hand-written adjoint of `grid_update` in a scene without colliders.
+        """Hand-written adjoint of `update_node` at node I in a scene without colliders.
 
         v = (m v)/m + Δt g, then the walls zero some components (a 0/1 mask M replayed from the
         forward values): ∂(m v) = M ∂v / m, ∂m = −(M ∂v)·((m v)/m) / m.
         """
-        I = block_node(wp.tid(), blocks, nb, res)
-        if I[0] < 0:
-            return
         node = (I[0] * res[1] + I[1]) * res[2] + I[2]
         g = grid[node]
         m = g[dim]
@@ -769,6 +767,47 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool, has_c
                 out[d] = gv[d] / m
             out[dim] = -wp.dot(gv, u) / m
         grid_grad[node] = out
+
+    @wp.kernel
+    def grid_update_adjoint(
+        grid: wp.array(dtype=vecg),
+        res: wp.vec3i,
+        dt: float_t,
+        gravity: vec,
+        bound: int,
+        bc: int,
+        blocks: wp.array(dtype=wp.int32),
+        nb: wp.vec3i,
+        grid_v_grad: wp.array(dtype=vec),
+        # outputs (overwritten; grid_v_grad is read, then zeroed)
+        grid_grad: wp.array(dtype=vecg),
+    ):
+        """Hand-written adjoint of `grid_update` in a scene without colliders (one thread per node)."""
+        I = block_node(wp.tid(), blocks, nb, res)
+        if I[0] < 0:
+            return
+        adjoint_node(I, grid, res, dt, gravity, bound, bc, grid_v_grad, grid_grad)
+
+    @wp.kernel
+    def grid_update_adjoint_blocks(
+        grid: wp.array(dtype=vecg),
+        res: wp.vec3i,
+        dt: float_t,
+        gravity: vec,
+        bound: int,
+        bc: int,
+        blocks: wp.array(dtype=wp.int32),
+        nb: wp.vec3i,
+        grid_v_grad: wp.array(dtype=vec),
+        # outputs (overwritten; grid_v_grad is read, then zeroed)
+        grid_grad: wp.array(dtype=vecg),
+    ):
+        """`grid_update_adjoint` with one thread per listed block (CPU; as `grid_update_blocks`)."""
+        o = block_origin(blocks[wp.tid()], nb)
+        for loc in range(BLOCK_NODES):
+            I = o + block_offset(loc)
+            if in_grid(I, res) != 0:
+                adjoint_node(I, grid, res, dt, gravity, bound, bc, grid_v_grad, grid_grad)
 
     @wp.func
     def apic_gather(xp: vec, grid_v: wp.array(dtype=vec), res: wp.vec3i, inv_dx: float_t):
@@ -1026,6 +1065,7 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool, has_c
         res: wp.vec3i,
         inv_dx: float_t,
         dt: float_t,
+        check_f: int,
         # outputs
         x_out: wp.array(dtype=vec),
         v_out: wp.array(dtype=vec),
@@ -1033,15 +1073,20 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool, has_c
         F_trial: wp.array(dtype=mat),
         flags: wp.array(dtype=wp.int32),
     ):
-        """`g2p` of a taped substep up to the trial F (the projection is `project_trial`)."""
+        """`g2p` of a taped substep up to the trial F (the projection is `project_trial`, which checks the
+        new F; `check_f`: check the trial F here, in scenes without a projecting law)."""
         p = wp.tid()
         vp, Cn = gather(x[p], grid_v, res, inv_dx)
         xn = x[p] + dt * vp
         x_out[p] = xn
         v_out[p] = vp
         C_out[p] = Cn
-        F_trial[p] = (wp.identity(n=dim, dtype=float_t) + dt * Cn) * F[p]
-        if not (wp.isfinite(xn) and wp.isfinite(vp)):
+        Ft = (wp.identity(n=dim, dtype=float_t) + dt * Cn) * F[p]
+        F_trial[p] = Ft
+        finite = wp.isfinite(xn) and wp.isfinite(vp)
+        if check_f != 0:
+            finite = finite and wp.isfinite(Ft)
+        if not finite:
             wp.atomic_add(flags, 0, 1)
         else:
             xg = xn * inv_dx
@@ -1175,4 +1220,5 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool, has_c
                            p2g_fluid=p2g_fluid, g2p_fluid=g2p_fluid, grid_update_blocks=grid_update_blocks,
                            stress=stress, p2g_stored=p2g_stored,
                            p2g_stored_adjoint=p2g_stored_adjoint, g2p_stored=g2p_stored, project_trial=project_trial,
-                           g2p_stored_adjoint=g2p_stored_adjoint, grid_update_adjoint=grid_update_adjoint)
+                           g2p_stored_adjoint=g2p_stored_adjoint, grid_update_adjoint=grid_update_adjoint,
+                           grid_update_adjoint_blocks=grid_update_adjoint_blocks)

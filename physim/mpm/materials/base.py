@@ -21,6 +21,7 @@ __all__ = [
     "COL_MU",
     "COL_P0",
     "COL_RHO",
+    "HAND_WRITTEN_STRESS",
     "KIND_COROTATED",
     "KIND_DRUCKER_PRAGER",
     "KIND_HERSCHEL_BULKLEY",
@@ -50,6 +51,9 @@ KIND_RIGID = 7
 KIND_NEURAL = 8
 LAW_MASK = 15
 TORCH_PROJECTION = 16
+# Laws whose stress has a hand-written adjoint on the taped path (`elastic_kernels.stress_elastic`);
+# the others' taped stress keeps Warp's automatic adjoint.
+HAND_WRITTEN_STRESS = frozenset({KIND_COROTATED, KIND_NEOHOOKEAN, KIND_STVK})
 
 # Columns of the per-body table: density, Lamé μ and λ, then law-specific parameters.
 COL_RHO, COL_MU, COL_LAM, COL_P0 = 0, 1, 2, 3
