@@ -530,6 +530,30 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool, has_c
         pass
 
     @wp.func
+    def wall_mask(I: wp.vec3i, v: vec, res: wp.vec3i, bound: int, bc: int) -> vec:
+        """0/1 per velocity component of node I: 0 where a domain wall removes it (sticky: every
+        component; slip: the normal one; separate: the normal one when it points into the wall)."""
+        keep = vec()
+        for d in range(dim):
+            keep[d] = float_t(1.0)
+        for ax in range(dim):
+            lo = I[ax] < bound
+            hi = I[ax] >= res[ax] - bound
+            if lo or hi:
+                if bc == BC_STICKY:
+                    keep = vec()
+                else:
+                    into = (lo and v[ax] < float_t(0.0)) or (hi and v[ax] > float_t(0.0))
+                    if bc == BC_SLIP or into:
+                        keep[ax] = float_t(0.0)
+        return keep
+
+    @wp.func_grad(wall_mask)
+    def wall_mask_grad(I: wp.vec3i, v: vec, res: wp.vec3i, bound: int, bc: int, adj_ret: vec):
+        """No adjoint: the mask is piecewise constant in v."""
+        pass
+
+    @wp.func
     def update_node(
         I: wp.vec3i,
         grid: wp.array(dtype=vecg),
@@ -596,17 +620,12 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool, has_c
                     wp.atomic_add(force, c, f)
                     wp.atomic_add(torque, c, wp.cross(r, f))
                     v = v_new
-            # domain walls
-            for ax in range(dim):
-                lo = I[ax] < bound
-                hi = I[ax] >= res[ax] - bound
-                if lo or hi:
-                    if bc == BC_STICKY:
-                        v = vec()
-                    else:
-                        into = (lo and v[ax] < float_t(0.0)) or (hi and v[ax] > float_t(0.0))
-                        if bc == BC_SLIP or into:
-                            v[ax] = float_t(0.0)
+            # domain walls: a 0/1 mask, not `v[ax] = 0`. With colliders Warp differentiates this
+            # function, and its adjoint of an in-place component overwrite (without
+            # wp.config.enable_vector_component_overwrites) does not clear the overwritten
+            # component's adjoint: ∂v leaked through the wall into m v and m, a wrong gradient that
+            # grows step after step (NaN over the fluid tasks' full horizons in float32).
+            v = wp.cw_mul(v, wall_mask(I, v, res, bound, bc))
         grid_v[node] = v
 
     @wp.func
