@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"unknown task {unknown[0]!r}: expected some of {', '.join(TASKS)}")
     from tqdm import tqdm
 
-    rows = []
+    rows = []  # progress on stderr; the table on stdout
     print("| task | dtype | steps | loss | grad norm | non-finite steps | max / median step-row norm | fwd+bwd cpu s |")
     print("|---|---|---|---|---|---|---|---|")
     for task, dtype in tqdm([(t, d) for t in args.tasks for d in args.dtypes], desc="tasks", leave=False):
@@ -87,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(r)
         span = "" if not r["nonfinite_steps"] else f" (steps {r['first_nonfinite']}–{r['last_nonfinite']})"
         print(f"| {task} | {dtype} | {r['horizon']} | {r['loss']:.6g} | {r['grad_norm']:.3g} "
-                   f"| {r['nonfinite_steps']}{span} | {r['row_max']:.3g} / {r['row_median']:.3g} | {r['fb_cpu']:.1f} |", flush=True)
+              f"| {r['nonfinite_steps']}{span} | {r['row_max']:.3g} / {r['row_median']:.3g} | {r['fb_cpu']:.1f} |",
+              flush=True)
     from physim.io.atomic import atomic_write_text
 
     args.json.parent.mkdir(parents=True, exist_ok=True)
