@@ -458,10 +458,19 @@ class WarpBackend:
         wp, T = self.wp, self.T
         x, v, C, F = outs
         k, r = self.rigid_count, self.rigid_particles
-        msum, mx, mv = ctx.zeros(k, T.float), ctx.zeros(k, T.vec), ctx.zeros(k, T.vec)
+
+        def acc(name, dtype):
+            """A per-body sum (zeroed; its gradient too on the tape): recycled, not a fresh torch allocation."""
+            if fresh:
+                return self._taped(k, dtype)
+            a = self._buf("rigid_" + name, k, dtype)
+            a.zero_()
+            return a
+
+        msum, mx, mv = acc("msum", T.float), acc("mx", T.vec), acc("mv", T.vec)
         wp.launch(self.rigid_sums1, r, inputs=[ridx, self.rbody, body, vol, table, x, v],
                   outputs=[msum, mx, mv], device=ctx.device)
-        A, L, I = ctx.zeros(k, T.mat), ctx.zeros(k, T.vec3), ctx.zeros(k, T.mat3)
+        A, L, I = acc("A", T.mat), acc("L", T.vec3), acc("I", T.mat3)
         wp.launch(self.rigid_sums2, r, inputs=[ridx, self.rbody, body, vol, table, self.r0, x, v,
                                                msum, mx], outputs=[A, L, I], device=ctx.device)
         new = self._particles(ctx, fresh, tag)
