@@ -15,11 +15,12 @@ distance (step Δx/2), normalised. Warp's automatic adjoint of that kernel repla
 whole node update, zero-initialises the adjoints of every local of every function on every
 node (those without mass included) and differentiates the six signed distances of the
 normal through Warp's generic rules, whose derivative of a square root at 0 is 1/0 (in the
-cylinder's distance, at points more than Δx/2 inside it or on its axis). This adjoint is a gather, one thread per node of the listed blocks: a node without
-mass costs a read and two writes; a node with mass replays the search and the projection
+cylinder's distance, at points more than Δx/2 inside it or on its axis). This adjoint is a
+gather, one thread per node of the listed blocks: a node without mass costs a read and two
+writes; a node with mass replays the search and the projection
 and then applies the chain rule above by hand, with the gradient of each signed distance
-written out per shape (the derivative Warp's rules take, the same branch at kinks, and zero
-instead of 0/0). Gradients reach the node's momentum and mass, the collider's substep record
+written out per shape (the derivative Warp's rules take, the same branch at kinks, and 0
+where they give 1/0 · 0). Gradients reach the node's momentum and mass, the collider's substep record
 (position, quaternion, linear and angular velocity: summed with atomics) and its friction.
 
 Mesh colliders keep Warp's automatic adjoint (the gradient of a closest-point query is
