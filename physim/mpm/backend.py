@@ -53,6 +53,9 @@ class WarpBackend:
         self.stress, self.p2g_stored, self.p2g_stored_adjoint = K.stress, K.p2g_stored, K.p2g_stored_adjoint
         self.g2p_stored, self.project_trial = K.g2p_stored, K.project_trial
         self.g2p_stored_adjoint, self.grid_update_adjoint = K.g2p_stored_adjoint, K.grid_update_adjoint
+        self.grid_update_collider_adjoint = K.grid_update_collider_adjoint
+        # the taped grid update's adjoint is hand-written, except with mesh colliders (Warp's own)
+        self.hand_grid_adjoint = not sim.colliders or K.grid_update_collider_adjoint is not None
         self.vecg, self.vecv = T.vecg, T.vec
         from physim.mpm.sort_kernels import make_sort_kernels
 
@@ -262,17 +265,18 @@ class WarpBackend:
                 wp.launch(self.p2g, n, inputs=[xs, vs, Cs, Fs, body, vol, self.kinds, table, tau_ext,
                                                self.res, inv_dx, dt], outputs=[grid], device=dev)
             # without a tape the grid is cleared by the kernel that reads it last (saves a pass)
-            # without colliders the grid update's adjoint is hand-written (about 3× cheaper than Warp's)
-            # untaped on a CPU: one thread per block (its position decoded once for its nodes)
-            per_block = not rec and dev == "cpu"
+            # the grid update's adjoint is hand-written (about 3× cheaper than Warp's), but with meshes
+            # on a CPU: one thread per block (its position decoded once for its nodes)
+            hand = not rec or self.hand_grid_adjoint
+            per_block = hand and dev == "cpu"
             wp.launch(self.grid_update_blocks if per_block else self.grid_update,
                       nblk if per_block else nblk * self.block_nodes,
                       inputs=[grid, self.res, T.float(self.dx), dt, self.gravity, cfg.bound, self.bc, self.ncol,
                               self.ctype, self.cparam, self.cmesh, self.csticky, records, s, friction, int(not rec),
                               blist, self.nb],
-                      outputs=[grid_v, force, torque], device=dev, record_tape=self.ncol > 0)
-            if rec and self.ncol == 0:
-                self._record_grid_adjoint(grid, grid_v, blist, nblk, dt)
+                      outputs=[grid_v, force, torque], device=dev, record_tape=not hand)
+            if rec and hand:
+                self._record_grid_adjoint(grid, grid_v, blist, nblk, dt, records, s, friction, force, torque)
             self._grid_clean = not rec
             outs = self._particles(ctx, rec, f"g2p{s % 2}", carry_j)
             if rec:  # the transfer with a hand-written adjoint, the projection with Warp's
@@ -302,7 +306,7 @@ class WarpBackend:
         """Put the hand-written adjoint of `p2g_stored` on the tape (about 3× cheaper than Warp's)."""
         wp = self.wp
         xs, vs, Cs, _ = cur
-        tg = table.grad if table.requires_grad else self._no_table_grad(table)
+        tg = table.grad if table.requires_grad else self._dummy("table", table)
         adj_in = [*args, grid.grad, int(table.requires_grad)]
         adj_out = [xs.grad, vs.grad, Cs.grad, tau.grad, tg]
 
@@ -324,22 +328,33 @@ class WarpBackend:
 
         wp._src.context.runtime.tape.record_func(backward=backward, arrays=[])
 
-    def _record_grid_adjoint(self, grid, grid_v, blist, nblk, dt) -> None:
-        """Put the hand-written adjoint of a collider-free `grid_update` on the tape."""
+    def _record_grid_adjoint(self, grid, grid_v, blist, nblk, dt, records, s, friction, force, torque) -> None:
+        """Put the hand-written adjoint of `grid_update` on the tape (with or without colliders)."""
         wp = self.wp
-        adj_in = [grid, self.res, dt, self.gravity, self.cfg.bound, self.bc, blist, self.nb, grid_v.grad]
+        if self.ncol == 0:
+            kernel = self.grid_update_adjoint
+            adj_in = [grid, self.res, dt, self.gravity, self.cfg.bound, self.bc, blist, self.nb, grid_v.grad]
+            adj_out = [grid.grad]
+        else:
+            kernel = self.grid_update_collider_adjoint
+            rg, fg = records.grad, friction.grad
+            adj_in = [grid, self.res, self.T.float(self.dx), dt, self.gravity, self.cfg.bound, self.bc, self.ncol,
+                      self.ctype, self.cparam, self.cmesh, self.csticky, records, s, friction, blist, self.nb,
+                      grid_v.grad, force.grad, torque.grad, int(rg is not None), int(fg is not None)]
+            adj_out = [grid.grad, rg if rg is not None else self._dummy("records", records),
+                       fg if fg is not None else self._dummy("friction", friction)]
 
         def backward():
-            wp.launch(self.grid_update_adjoint, nblk * self.block_nodes, inputs=adj_in, outputs=[grid.grad],
-                      device=self.device)
+            wp.launch(kernel, nblk * self.block_nodes, inputs=adj_in, outputs=adj_out, device=self.device)
 
         wp._src.context.runtime.tape.record_func(backward=backward, arrays=[])
 
-    def _no_table_grad(self, table):
-        t = self._pool.get("no_table_grad")
-        if t is None or t.shape != table.shape:
-            t = self.wp.zeros(table.shape, dtype=table.dtype, device=self.device)
-            self._pool["no_table_grad"] = t
+    def _dummy(self, key, like):
+        """A zero array shaped like `like` that a kernel may be handed as an unused gradient output."""
+        t = self._pool.get("dummy_" + key)
+        if t is None or t.shape != like.shape:
+            t = self.wp.zeros(like.shape, dtype=like.dtype, device=self.device)
+            self._pool["dummy_" + key] = t
         return t
 
     def _marks(self):
@@ -405,7 +420,7 @@ class WarpBackend:
             gg_grad.zero_()
             gv_grad.zero_()
 
-        if self.ncol > 0:  # without colliders the hand-written grid adjoint leaves both buffers ready
+        if not self.hand_grid_adjoint:  # the hand-written grid adjoints leave both buffers ready
             tape.record_func(backward=clear, arrays=[])
         grid = self._taped(nodes, self.vecg, grad=False)
         grid.grad = gg_grad
@@ -443,10 +458,19 @@ class WarpBackend:
         wp, T = self.wp, self.T
         x, v, C, F = outs
         k, r = self.rigid_count, self.rigid_particles
-        msum, mx, mv = ctx.zeros(k, T.float), ctx.zeros(k, T.vec), ctx.zeros(k, T.vec)
+
+        def acc(name, dtype):
+            """A per-body sum (zeroed; its gradient too on the tape): recycled, not a fresh torch allocation."""
+            if fresh:
+                return self._taped(k, dtype)
+            a = self._buf("rigid_" + name, k, dtype)
+            a.zero_()
+            return a
+
+        msum, mx, mv = acc("msum", T.float), acc("mx", T.vec), acc("mv", T.vec)
         wp.launch(self.rigid_sums1, r, inputs=[ridx, self.rbody, body, vol, table, x, v],
                   outputs=[msum, mx, mv], device=ctx.device)
-        A, L, I = ctx.zeros(k, T.mat), ctx.zeros(k, T.vec3), ctx.zeros(k, T.mat3)
+        A, L, I = acc("A", T.mat), acc("L", T.vec3), acc("I", T.mat3)
         wp.launch(self.rigid_sums2, r, inputs=[ridx, self.rbody, body, vol, table, self.r0, x, v,
                                                msum, mx], outputs=[A, L, I], device=ctx.device)
         new = self._particles(ctx, fresh, tag)

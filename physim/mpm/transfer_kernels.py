@@ -24,6 +24,7 @@ from types import SimpleNamespace
 
 import warp as wp
 
+from physim.mpm.collider_adjoint_kernels import make_collider_adjoint
 from physim.mpm.kernel_types import KernelTypes
 from physim.mpm.materials import base as mb
 from physim.mpm.materials.drucker_prager_kernels import make_drucker_prager_funcs
@@ -1190,7 +1191,16 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool, has_c
                 gf += vec(d0[i] * Ei, w0[i] * Di)
         x_grad[p] = x_grad[p] + gxn - wp.transpose(gB) * vp + inv_dx * gf
 
+    # with colliders (not meshes) the grid update's adjoint is hand-written too
+    grid_update_collider_adjoint = None
+    if has_colliders and not has_mesh:
+        grid_update_collider_adjoint = make_collider_adjoint(
+            T, SimpleNamespace(sdf_local=sdf_local, deepest=deepest, block_node=block_node, to3=to3, from3=from3),
+            bc_sticky=BC_STICKY, bc_slip=BC_SLIP,
+            shapes=(COLLIDER_PLANE, COLLIDER_BOX, COLLIDER_SPHERE, COLLIDER_CYLINDER, COLLIDER_CAPSULE))
+
     return SimpleNamespace(p2g=p2g, grid_update=grid_update, g2p=g2p, mark_blocks=mark_blocks,
+                           grid_update_collider_adjoint=grid_update_collider_adjoint,
                            p2g_fluid=p2g_fluid, g2p_fluid=g2p_fluid, grid_update_blocks=grid_update_blocks,
                            stress=stress, p2g_stored=p2g_stored,
                            p2g_stored_adjoint=p2g_stored_adjoint, g2p_stored=g2p_stored, project_trial=project_trial,
