@@ -275,14 +275,11 @@ class WarpBackend:
                 wp.launch(self.p2g_stored, n, inputs=args, outputs=[grid], device=dev, record_tape=False)
                 self._record_p2g_adjoint(args, grid, cur, tau, table)
             elif carry_j:  # Fs holds J
-                self._split(self.p2g_fluid, n, self.particle_workers,
-                            lambda p0, w: [xs, vs, Cs, Fs, body, vol, self.kinds, table, self.res, inv_dx, dt, p0],
-                            lambda w: [self._grid_copy(grid, w)])
+                self._split(self.p2g_fluid, n, [xs, vs, Cs, Fs, body, vol, self.kinds, table, self.res, inv_dx, dt],
+                            [[self._grid_copy(grid, w)] for w in range(self.particle_workers)])
             else:
-                self._split(self.p2g, n, self.particle_workers,
-                            lambda p0, w: [xs, vs, Cs, Fs, body, vol, self.kinds, table, tau_ext, self.res, inv_dx,
-                                           dt, p0],
-                            lambda w: [self._grid_copy(grid, w)])
+                self._split(self.p2g, n, [xs, vs, Cs, Fs, body, vol, self.kinds, table, tau_ext, self.res, inv_dx, dt],
+                            [[self._grid_copy(grid, w)] for w in range(self.particle_workers)])
             # without a tape the grid is cleared by the kernel that reads it last (saves a pass)
             # without colliders the grid update's adjoint is hand-written (about 3× cheaper than Warp's)
             # untaped on a CPU: one thread per block (its position decoded once for its nodes), the
@@ -290,9 +287,10 @@ class WarpBackend:
             upd = [grid, self.res, T.float(self.dx), dt, self.gravity, cfg.bound, self.bc, self.ncol, self.ctype,
                    self.cparam, self.cmesh, self.csticky, records, s, friction, int(not rec), blist, self.nb]
             if not rec and dev == "cpu":
-                self._split(self.grid_update_blocks, nblk, max(1, min(self.threads, nblk // MIN_BLOCKS)),
-                            lambda b0, w: [*upd, b0, self.particle_workers],
-                            lambda w: [grid_v, *self._reaction_rows(w, force, torque, force_w, torque_w)])
+                workers = max(1, min(self.threads, nblk // MIN_BLOCKS))
+                self._split(self.grid_update_blocks, nblk, upd, [
+                    [grid_v, *self._reaction_rows(w, force, torque, force_w, torque_w)] for w in range(workers)],
+                    extra=[self.particle_workers])
             else:
                 wp.launch(self.grid_update, nblk * self.block_nodes, inputs=upd, outputs=[grid_v, force, torque],
                           device=dev, record_tape=self.ncol > 0)
@@ -308,14 +306,13 @@ class WarpBackend:
                 self._record_g2p_adjoint(args, outs, Ft, Fs, grid_v)
                 wp.launch(self.project_trial, n, inputs=[Ft, body, self.kinds, table], outputs=[outs[3], flags_all[s]],
                           device=dev)
-            elif carry_j:
-                self._split(self.g2p_fluid, n, self.particle_workers,
-                            lambda p0, w: [xs, Fs, grid_v, self.res, inv_dx, dt, self.nb, p0],
-                            lambda w: [*outs, flags_w[w, s], self._marks(w)])
             else:
-                self._split(self.g2p, n, self.particle_workers,
-                            lambda p0, w: [xs, Fs, body, self.kinds, table, grid_v, self.res, inv_dx, dt, self.nb, p0],
-                            lambda w: [*outs, flags_w[w, s], self._marks(w)])
+                wouts = [[*outs, flags_w[w, s], self._marks(w)] for w in range(self.particle_workers)]
+                if carry_j:
+                    self._split(self.g2p_fluid, n, [xs, Fs, grid_v, self.res, inv_dx, dt, self.nb], wouts)
+                else:
+                    self._split(self.g2p, n, [xs, Fs, body, self.kinds, table, grid_v, self.res, inv_dx, dt, self.nb],
+                                wouts)
             if self.has_rigid:
                 outs = self._rigid(ctx, outs, table, body, vol, rslot, ridx, rec, tag=f"rigid{s % 2}")
             cur = outs
@@ -378,20 +375,23 @@ class WarpBackend:
         return t
 
     # ---------------------------------------------------------------------------- CPU workers
-    def _split(self, kernel, count: int, workers: int, inputs, outputs) -> None:
-        """Launch `kernel` over `count` items split into `workers` contiguous ranges, one per CPU worker.
+    def _split(self, kernel, count: int, inputs: list, outputs: list[list], extra: tuple | list = ()) -> None:
+        """Launch `kernel` over `count` items split into contiguous ranges, one per CPU worker.
 
-        `inputs(first, w)` gives worker w's inputs (its first item last, `p0` or `b0` of the kernel),
-        `outputs(w)` its outputs. One worker: a plain launch on this thread. Several: the launches
-        are packed here and run by `physim.mpm.threads.worker_pool` (the GIL is released while a
-        kernel runs, so they run in parallel); this returns when all have finished.
+        Worker w's inputs are `inputs`, the first item of its range (the kernel's `p0` or `b0`)
+        and `extra`; its outputs are `outputs[w]` (one list per worker: their number is the number
+        of workers). One worker: a plain launch on this thread. Several: the launches are packed
+        here and run by `physim.mpm.threads.worker_pool` (the GIL is released while a kernel runs,
+        so they run in parallel); this returns when all have finished.
         """
         wp = self.wp
-        if workers <= 1 or count < workers:
-            wp.launch(kernel, count, inputs=inputs(0, 0), outputs=outputs(0), device=self.device, record_tape=False)
+        workers = len(outputs)
+        if workers == 1 or count < workers:
+            wp.launch(kernel, count, inputs=[*inputs, 0, *extra], outputs=outputs[0], device=self.device,
+                      record_tape=False)
             return
         bounds = [count * w // workers for w in range(workers + 1)]
-        cmds = [wp.launch(kernel, bounds[w + 1] - bounds[w], inputs=inputs(bounds[w], w), outputs=outputs(w),
+        cmds = [wp.launch(kernel, bounds[w + 1] - bounds[w], inputs=[*inputs, bounds[w], *extra], outputs=outputs[w],
                           device=self.device, record_tape=False, record_cmd=True) for w in range(workers)]
         worker_pool(self.threads).run([c.launch for c in cmds])
 
