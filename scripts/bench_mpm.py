@@ -287,10 +287,60 @@ def taichi_comparison(substeps: int, rounds: int, threads: int, profile: bool = 
     if profile:
         out["profile_ms_per_substep"] = {
             "physim_fluid": profile_launches(physim_run(sims["fluid"], "fluid"), substeps),
+            "physim_fluid_1_thread_cpu": {"total": _cpu_ms(physim_run(sims["fluid"], "fluid"), substeps)},
+            f"physim_fluid_{threads}_threads": thread_critical_path(physim_run(sims["fluid_mt"], "fluid_mt"), substeps),
+            "physim_elastic_1_thread_cpu": {"total": _cpu_ms(physim_run(sims["elastic"], "elastic"), substeps)},
+            f"physim_elastic_{threads}_threads": thread_critical_path(physim_run(sims["elastic_mt"], "elastic_mt"),
+                                                                      substeps),
             "plain_port": profile_launches(port_run("plain_port"), substeps),
             "plain_port_sorted": profile_launches(port_run("plain_port_sorted"), substeps),
         }
     return out
+
+
+def _cpu_ms(fn, substeps: int) -> float:
+    c = time.thread_time()
+    fn()
+    return 1e3 * (time.thread_time() - c) / substeps
+
+
+def thread_critical_path(fn, substeps: int) -> dict:
+    """CPU-time critical path per substep [ms] of a threaded physim run: the launching thread's CPU
+    time outside the parallel phases plus, for each phase, the largest CPU time of its workers.
+
+    On a machine whose cores are busy with other work the wall time of a threaded run measures
+    the load more than the code; this is what the run would take with a free core per thread
+    (an estimate: it leaves out the hand-over latency between threads, which `wall` includes)."""
+    from physim.mpm import threads as mpm_threads
+
+    run = mpm_threads.WorkerPool.run
+    phases: list = []
+
+    def timed(self, tasks):
+        cpu = [0.0] * len(tasks)
+
+        def wrap(i, task):
+            def go():
+                c = time.thread_time()
+                task()
+                cpu[i] = time.thread_time() - c
+            return go
+
+        run(self, [wrap(i, t) for i, t in enumerate(tasks)])
+        phases.append(cpu)
+
+    mpm_threads.WorkerPool.run = timed
+    try:
+        t, c = time.perf_counter(), time.thread_time()
+        fn()
+        wall, main = time.perf_counter() - t, time.thread_time() - c
+    finally:
+        mpm_threads.WorkerPool.run = run
+    serial = main - sum(p[0] for p in phases)
+    crit = serial + sum(max(p) for p in phases)
+    return {"critical_path": 1e3 * crit / substeps, "serial": 1e3 * serial / substeps,
+            "all_threads_cpu": 1e3 * (serial + sum(sum(p) for p in phases)) / substeps,
+            "wall": 1e3 * wall / substeps}
 
 
 def profile_launches(fn, substeps: int) -> dict:
