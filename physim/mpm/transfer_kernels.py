@@ -200,11 +200,13 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool, has_c
         res: wp.vec3i,
         inv_dx: float_t,
         dt: float_t,
+        p0: int,
         # outputs
         grid: wp.array(dtype=vecg),
     ):
-        """Scatter mass and APIC momentum with the fused stress (MLS-MPM)."""
-        p = wp.tid()
+        """Scatter mass and APIC momentum with the fused stress (MLS-MPM); particles p0, p0 + 1, ...
+        (a CPU worker's range, see `physim.mpm.threads`)."""
+        p = wp.tid() + p0
         b = body[p]
         kind = kinds[b] & LAW_MASK
         Vp = vol[p]
@@ -722,6 +724,8 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool, has_c
         clear: int,
         blocks: wp.array(dtype=wp.int32),
         nb: wp.vec3i,
+        b0: int,
+        copies: int,
         # outputs
         grid_v: wp.array(dtype=vec),
         force: wp.array(dtype=vec3),
@@ -729,11 +733,22 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool, has_c
     ):
         """`grid_update` with one thread per listed block (untaped CPU substeps): the block's position is
         decoded once for its BLOCK^d nodes (the integer divisions by the block counts cost more than a
-        collider-free node's update)."""
-        o = block_origin(blocks[wp.tid()], nb)
+        collider-free node's update). Blocks b0, b0 + 1, ... of the list (a CPU worker's range).
+
+        `copies` > 1: `grid` holds that many grids one after the other (the scatters of several CPU
+        workers); each node's copies are summed into the first, in order, and cleared."""
+        o = block_origin(blocks[wp.tid() + b0], nb)
+        stride = res[0] * res[1] * res[2]
         for loc in range(BLOCK_NODES):
             I = o + block_offset(loc)
             if in_grid(I, res) != 0:
+                if copies > 1:
+                    node = (I[0] * res[1] + I[1]) * res[2] + I[2]
+                    g = grid[node]
+                    for c in range(1, copies):
+                        g += grid[node + c * stride]
+                        grid[node + c * stride] = vecg()
+                    grid[node] = g
                 update_node(I, grid, res, dx, dt, gravity, bound, bc, ncol, ctype, cparam, cmesh, csticky, cstate, s,
                             friction, clear, grid_v, force, torque)
 
@@ -931,6 +946,7 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool, has_c
         inv_dx: float_t,
         dt: float_t,
         nb: wp.vec3i,
+        p0: int,
         # outputs
         x_out: wp.array(dtype=vec),
         v_out: wp.array(dtype=vec),
@@ -939,8 +955,8 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool, has_c
         flags: wp.array(dtype=wp.int32),
         marks: wp.array(dtype=wp.int32),
     ):
-        """Grid-to-particle transfer of one substep (`advance`)."""
-        advance(wp.tid(), x, F, body, kinds, table, grid_v, res, inv_dx, dt, nb, x_out, v_out, C_out, F_out, flags,
+        """Grid-to-particle transfer of one substep (`advance`) of particles p0, p0 + 1, ..."""
+        advance(wp.tid() + p0, x, F, body, kinds, table, grid_v, res, inv_dx, dt, nb, x_out, v_out, C_out, F_out, flags,
                 marks)
 
     # ------------------------------------------------------------------- fluid-only scenes, untaped
@@ -961,11 +977,12 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool, has_c
         res: wp.vec3i,
         inv_dx: float_t,
         dt: float_t,
+        p0: int,
         # outputs
         grid: wp.array(dtype=vecg),
     ):
-        """`p2g` of a fluid-only scene, from the particles' J."""
-        p = wp.tid()
+        """`p2g` of a fluid-only scene, from the particles' J (particles p0, p0 + 1, ...)."""
+        p = wp.tid() + p0
         b = body[p]
         Vp = vol[p]
         Cp = C[p]
@@ -981,6 +998,7 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool, has_c
         inv_dx: float_t,
         dt: float_t,
         nb: wp.vec3i,
+        p0: int,
         # outputs
         x_out: wp.array(dtype=vec),
         v_out: wp.array(dtype=vec),
@@ -989,8 +1007,9 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool, has_c
         flags: wp.array(dtype=wp.int32),
         marks: wp.array(dtype=wp.int32),
     ):
-        """`g2p` of a fluid-only scene: J ← max(det(I + Δt C) J, 10⁻⁶) (the projection `volumetric` keeps)."""
-        p = wp.tid()
+        """`g2p` of a fluid-only scene: J ← max(det(I + Δt C) J, 10⁻⁶) (the projection `volumetric` keeps),
+        particles p0, p0 + 1, ..."""
+        p = wp.tid() + p0
         vp, Cn = apic_gather(x[p], grid_v, res, inv_dx)
         xn = x[p] + dt * vp
         Jn = wp.max(wp.determinant(wp.identity(n=dim, dtype=float_t) + dt * Cn) * J[p], float_t(1e-6))
