@@ -3,12 +3,12 @@
 Three ways to make an axisymmetric heap of `DruckerPrager` sand on a rough floor, each built
 on a grid fitted to the heap (the domain walls are far from the sand):
 
-- ``"cone"``: a cone of slope ``angle`` [deg], built at rest. Below the angle of repose it
-  holds; above, its flank avalanches down to the angle of repose (the avalanche is thin and
-  slow, so it barely overshoots).
+- ``"cone"``: a cone of slope ``angle`` [deg], built at rest: does a heap at rest keep its
+  slope? (Its stresses come from switching gravity on, not from a flow, so it measures the
+  static strength, which for this material is well above the angle of a poured heap.)
 - ``"lift"``: the lab's lifting-cylinder test. A column fills a thin tube (a ring of
   kinematic box colliders) that is lifted slowly; the sand flows out at its foot and piles
-  up quasi-statically.
+  up with little inertia: the repose angle of a heap built by flow.
 - ``"collapse"``: the tube vanishes at once (a column collapse). The column's fall carries
   the sand beyond the heap it could keep, so the deposit is flatter than the angle of repose
   and flatter the taller the column (Lube et al. 2004; Lajeunesse et al. 2004).
