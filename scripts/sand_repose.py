@@ -81,7 +81,7 @@ def main() -> None:
     ap.add_argument("--procedure", nargs="+", default=["lift"], choices=PROCEDURES, help="3D: how the heap is made")
     ap.add_argument("--dx", type=float, default=1 / 64, help="3D: grid spacing [m]")
     ap.add_argument("--dt", type=float, default=2e-4, help="3D: substep [s]")
-    ap.add_argument("--radius", type=float, default=0.08, help="3D: tube / column radius, or cone base radius [m]")
+    ap.add_argument("--radius", type=float, default=0.12, help="3D: tube / column radius, or cone base radius [m]")
     ap.add_argument("--height", type=float, default=0.12, help="3D: column height [m]")
     ap.add_argument("--angle", type=float, default=40.0, help="3D cone: initial slope [deg]")
     ap.add_argument("--lift-speed", type=float, default=0.1, help="3D lift: tube speed [m/s]")
