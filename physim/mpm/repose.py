@@ -33,7 +33,7 @@ from physim.mpm.materials import DruckerPrager
 from physim.mpm.shapes import Particles
 from physim.mpm.simulator import Simulator
 
-__all__ = ["ReposeTest", "heap_angle", "repose_scene", "settle"]
+__all__ = ["PROCEDURES", "ReposeTest", "heap_angle", "repose_scene", "settle"]
 
 PROCEDURES = ("cone", "lift", "collapse")
 
