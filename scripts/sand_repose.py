@@ -1,12 +1,18 @@
-"""Angle of repose of a collapsed 2D sand column against the friction angle (docs/mpm.md, "Sand").
+"""Angle of repose of sand heaps against the friction angle, in 2D and 3D (docs/mpm.md, "Sand").
 
-Runs the column collapse of `tests/mpm/test_mpm_physics.py` (0.24 m × 0.12 m, E 2e5 Pa,
+2D (default): runs the column collapse of `tests/mpm/test_mpm_physics.py` (0.24 m × 0.12 m, E 2e5 Pa,
 ν 0.3, 1600 kg/m³, rough floor, 1 s) for each friction angle with the 2D cone physim uses
 (α₂ = (3/2) α₃, Klár's 3D material in plane strain) and, for comparison in the same run,
 with the 2D Mohr–Coulomb cone α = sin φ/√2 used before. Prints one table row and one JSON
 line per run.
 
     .venv/bin/python scripts/sand_repose.py --phi 20 25 30 35 40 [--grid 128] [--cones plane_strain mohr_coulomb]
+
+3D (``--dim 3``): axisymmetric heaps made by the procedures of `physim.mpm.repose` (a cone built
+at ``--angle``, the lifting-cylinder test, a column collapse), flank measured on the radial
+profile and, for comparison, by a direct fit over the surface columns:
+
+    .venv/bin/python scripts/sand_repose.py --dim 3 --procedure lift collapse cone --phi 30 [--dx 0.015625]
 """
 
 from __future__ import annotations
@@ -16,12 +22,14 @@ import json
 import math
 import time
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
 import physim.mpm.materials.drucker_prager as dp
 from physim.mpm import Body, Box, DruckerPrager, PlaneCollider, SceneConfig, Simulator
 from physim.mpm.diagnostics import pile_angle
+from physim.mpm.repose import PROCEDURES, ReposeTest, heap_angle, repose_scene, settle
 
 CONES = {
     "plane_strain": dp.friction_alpha,
@@ -45,14 +53,52 @@ def collapse(phi: float, grid: int, seconds: float) -> dict:
             "spread_m": float(x.max() - x.min()), "vmax_m_s": float(s.v.abs().max())}
 
 
+def heap3d(phi: float, args, procedure: str) -> dict:
+    mat = DruckerPrager(E=2e5, nu=0.3, friction_angle=phi, density=1.6e3)
+    test = ReposeTest(procedure=procedure, material=mat, radius=args.radius, height=args.height, angle=args.angle,
+                      lift_speed=args.lift_speed, dx=args.dx, dt=args.dt)
+    seconds = args.seconds if procedure != "lift" else args.seconds + (test.height + test.dx) / test.lift_speed
+    sim, action, center = repose_scene(test)
+    t0 = time.process_time()
+    s = settle(sim, action, seconds, progress=True)
+    x = s.x.double().numpy()
+    return {"angle_deg": heap_angle(s, center, test.dx), "angle_columns_deg": heap_angle(s, center, test.dx, "columns"),
+            "height_m": float(x[:, 1].max() - center[1]),
+            "spread_m": float(np.hypot(x[:, 0] - center[0], x[:, 2] - center[2]).max()),
+            "vmax_m_s": float(s.v.abs().max()), "particles": len(x), "grid": list(sim.cfg.resolution),
+            "simulated_s": seconds, "cpu_s": time.process_time() - t0}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--phi", type=float, nargs="+", default=[20.0, 25.0, 30.0, 35.0, 40.0],
                     help="friction angles [deg]")
     ap.add_argument("--grid", type=int, default=128, help="grid nodes along x (dx = 1/grid m)")
-    ap.add_argument("--seconds", type=float, default=1.0, help="simulated time [s]")
+    ap.add_argument("--seconds", type=float, default=1.0,
+                    help="simulated time [s] (3D lift: settling time after the tube is out)")
     ap.add_argument("--cones", nargs="+", default=list(CONES), choices=list(CONES))
+    ap.add_argument("--dim", type=int, default=2, choices=(2, 3))
+    ap.add_argument("--procedure", nargs="+", default=["lift"], choices=PROCEDURES, help="3D: how the heap is made")
+    ap.add_argument("--dx", type=float, default=1 / 64, help="3D: grid spacing [m]")
+    ap.add_argument("--dt", type=float, default=2e-4, help="3D: substep [s]")
+    ap.add_argument("--radius", type=float, default=0.12, help="3D: tube / column radius, or cone base radius [m]")
+    ap.add_argument("--height", type=float, default=0.12, help="3D: column height [m]")
+    ap.add_argument("--angle", type=float, default=40.0, help="3D cone: initial slope [deg]")
+    ap.add_argument("--lift-speed", type=float, default=0.1, help="3D lift: tube speed [m/s]")
     args = ap.parse_args()
+    if args.dim == 3:
+        rows = []
+        for phi in tqdm(args.phi, desc="friction angles"):
+            for proc in args.procedure:
+                r = {"phi_deg": phi, "procedure": proc, "dx": args.dx, **heap3d(phi, args, proc)}
+                rows.append(r)
+                print(json.dumps(r), flush=True)
+        print("\n| φ [deg] | procedure | flank, radial profile [deg] | flank, surface columns [deg] | height [m] |")
+        print("|---|---|---|---|---|")
+        for r in rows:
+            print(f"| {r['phi_deg']:g} | {r['procedure']} | {r['angle_deg']:.1f} | {r['angle_columns_deg']:.1f} "
+                  f"| {r['height_m']:.3f} |")
+        return
     rows = []
     for phi in tqdm(args.phi, desc="friction angles"):
         for cone in args.cones:

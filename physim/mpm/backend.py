@@ -30,9 +30,13 @@ from physim.mpm.materials.base import (
     KIND_VON_MISES,
     LAW_MASK,
 )
+from physim.mpm.threads import worker_pool
 from physim.runtime import init_warp
 
 __all__ = ["WarpBackend"]
+
+MIN_PARTICLES = 1024  # fewest particles per CPU worker of a threaded substep
+MIN_BLOCKS = 16  # fewest grid blocks per CPU worker of a threaded grid update
 
 
 class WarpBackend:
@@ -63,6 +67,9 @@ class WarpBackend:
         self.stress, self.p2g_stored, self.p2g_stored_adjoint = K.stress, K.p2g_stored, K.p2g_stored_adjoint
         self.g2p_stored, self.project_trial = K.g2p_stored, K.project_trial
         self.g2p_stored_adjoint, self.grid_update_adjoint = K.g2p_stored_adjoint, K.grid_update_adjoint
+        self.grid_update_collider_adjoint = K.grid_update_collider_adjoint
+        # the taped grid update's adjoint is hand-written, except with mesh colliders (Warp's own)
+        self.hand_grid_adjoint = not sim.colliders or K.grid_update_collider_adjoint is not None
         self.grid_update_adjoint_blocks = K.grid_update_adjoint_blocks
         from physim.mpm.materials.elastic_kernels import make_elastic_stress_kernels
 
@@ -155,6 +162,12 @@ class WarpBackend:
         self.body = wp.array(sim.material_id.cpu().numpy().astype(np.int32), dtype=wp.int32, device=dev)
         self.vol = wp.array(sim.particle_volume.cpu().numpy(), dtype=T.float, device=dev)
 
+        # untaped CPU substeps: particle ranges and grid blocks split over this many threads (a
+        # worker's range is never smaller than MIN_PARTICLES or MIN_BLOCKS: below that the hand-over
+        # costs more than it saves); every worker scatters into its own copy of the grid
+        self.threads = sim.cpu_threads if dev == "cpu" else 1
+        self.particle_workers = max(1, min(self.threads, n // MIN_PARTICLES))
+
         d = cfg.dim
         self.no_stress = torch.zeros(1, d, d, device=sim.device, dtype=sim.dtype)
         self._pool: dict = {}
@@ -224,8 +237,17 @@ class WarpBackend:
         torque = ctx.zeros(max(self.ncol, 1), T.vec3)
         self._shared_grads = None  # grid gradient buffers shared by this call's taped substeps
         self._open_lease(rec)
-        self.flags = torch.zeros(S, 2, dtype=torch.int32, device=self.sim.device)
+        # CPU workers count divergence in their own rows (summed below: Warp's CPU atomics are not atomic)
+        kw = 1 if rec else self.particle_workers
+        flags_k = torch.zeros(kw, S, 2, dtype=torch.int32, device=self.sim.device)
+        self.flags = flags_k[0]
         flags_all = wp.from_torch(self.flags, dtype=wp.int32)
+        flags_w = wp.from_torch(flags_k, dtype=wp.int32)
+        if not rec and self.ncol > 0 and self.threads > 1:  # collider reactions of workers 1, 2, ...
+            force_w = ctx.zeros((self.threads - 1) * self.ncol, T.vec3)
+            torque_w = ctx.zeros((self.threads - 1) * self.ncol, T.vec3)
+        else:
+            force_w = torque_w = None
 
         # cell order (integer permutation: not differentiated), then state and constants in that order
         keys = self._buf("keys", 2 * n, wp.int32)
@@ -261,8 +283,8 @@ class WarpBackend:
             xs, vs, Cs, Fs = cur
             if rec:
                 grid, grid_v = self._taped_grid(ctx)
-            else:
-                grid = self._buf("grid", nodes, self.vecg)
+            else:  # one grid per CPU worker of the scatter, one after the other
+                grid = self._buf("grid", nodes * self.particle_workers, self.vecg)
                 if not self._grid_clean:
                     grid.zero_()
                 grid_v = self._buf("grid_v", nodes, self.vecv)
@@ -276,24 +298,31 @@ class WarpBackend:
                 wp.launch(self.p2g_stored, n, inputs=args, outputs=[grid], device=dev, record_tape=False)
                 self._record_p2g_adjoint(args, grid, cur, tau, table)
             elif carry_j:  # Fs holds J
-                wp.launch(self.p2g_fluid, n, inputs=[xs, vs, Cs, Fs, body, vol, self.kinds, table, self.res, inv_dx,
-                                                     dt], outputs=[grid], device=dev)
+                self._split(self.p2g_fluid, n, [xs, vs, Cs, Fs, body, vol, self.kinds, table, self.res, inv_dx, dt],
+                            [[self._grid_copy(grid, w)] for w in range(self.particle_workers)])
             else:
-                wp.launch(self.p2g, n, inputs=[xs, vs, Cs, Fs, body, vol, self.kinds, table, tau_ext,
-                                               self.res, inv_dx, dt], outputs=[grid], device=dev)
+                self._split(self.p2g, n, [xs, vs, Cs, Fs, body, vol, self.kinds, table, tau_ext, self.res, inv_dx, dt],
+                            [[self._grid_copy(grid, w)] for w in range(self.particle_workers)])
             # without a tape the grid is cleared by the kernel that reads it last (saves a pass)
-            # without colliders the grid update's adjoint is hand-written (about 3× cheaper than Warp's)
-            # untaped on a CPU: one thread per block (its position decoded once for its nodes)
-            # (taped without colliders too: that launch is not on the tape, its adjoint is hand-written)
-            per_block = dev == "cpu" and (not rec or self.ncol == 0)
-            wp.launch(self.grid_update_blocks if per_block else self.grid_update,
-                      nblk if per_block else nblk * self.block_nodes,
-                      inputs=[grid, self.res, T.float(self.dx), dt, self.gravity, cfg.bound, self.bc, self.ncol,
-                              self.ctype, self.cparam, self.cmesh, self.csticky, records, s, friction, int(not rec),
-                              blist, self.nb],
-                      outputs=[grid_v, force, torque], device=dev, record_tape=self.ncol > 0)
-            if rec and self.ncol == 0:
-                self._record_grid_adjoint(grid, grid_v, blist, nblk, dt)
+            # the grid update's adjoint is hand-written (about 3× cheaper than Warp's), but with meshes;
+            # on a CPU one thread per block (its position decoded once for its nodes); untaped, the
+            # blocks are split over the CPU workers, each node summing the workers' grid copies
+            hand = not rec or self.hand_grid_adjoint
+            upd = [grid, self.res, T.float(self.dx), dt, self.gravity, cfg.bound, self.bc, self.ncol, self.ctype,
+                   self.cparam, self.cmesh, self.csticky, records, s, friction, int(not rec), blist, self.nb]
+            if not rec and dev == "cpu":
+                workers = max(1, min(self.threads, nblk // MIN_BLOCKS))
+                self._split(self.grid_update_blocks, nblk, upd, [
+                    [grid_v, *self._reaction_rows(w, force, torque, force_w, torque_w)] for w in range(workers)],
+                    extra=[self.particle_workers])
+            elif hand and dev == "cpu":  # taped, one grid copy
+                wp.launch(self.grid_update_blocks, nblk, inputs=[*upd, 0, 1], outputs=[grid_v, force, torque],
+                          device=dev, record_tape=False)
+            else:
+                wp.launch(self.grid_update, nblk * self.block_nodes, inputs=upd, outputs=[grid_v, force, torque],
+                          device=dev, record_tape=not hand)
+            if rec and hand:
+                self._record_grid_adjoint(grid, grid_v, blist, nblk, dt, records, s, friction, force, torque)
             self._grid_clean = not rec
             outs = self._particles(ctx, rec, f"g2p{s % 2}", carry_j)
             if rec:  # the transfer with a hand-written adjoint, the projection (if any law has one) with Warp's
@@ -305,15 +334,24 @@ class WarpBackend:
                 if self.projects:
                     wp.launch(self.project_trial, n, inputs=[Ft, body, self.kinds, table],
                               outputs=[outs[3], flags_all[s]], device=dev)
-            elif carry_j:
-                wp.launch(self.g2p_fluid, n, inputs=[xs, Fs, grid_v, self.res, inv_dx, dt, self.nb],
-                          outputs=[*outs, flags_all[s], self._marks()], device=dev)
             else:
-                wp.launch(self.g2p, n, inputs=[xs, Fs, body, self.kinds, table, grid_v, self.res, inv_dx, dt, self.nb],
-                          outputs=[*outs, flags_all[s], self._marks()], device=dev)
+                wouts = [[*outs, flags_w[w, s], self._marks(w)] for w in range(self.particle_workers)]
+                if carry_j:
+                    self._split(self.g2p_fluid, n, [xs, Fs, grid_v, self.res, inv_dx, dt, self.nb], wouts)
+                else:
+                    self._split(self.g2p, n, [xs, Fs, body, self.kinds, table, grid_v, self.res, inv_dx, dt, self.nb],
+                                wouts)
             if self.has_rigid:
                 outs = self._rigid(ctx, outs, table, body, vol, rslot, ridx, rec, tag=f"rigid{s % 2}")
             cur = outs
+        if kw > 1:
+            self.flags = flags_k.sum(0, dtype=torch.int32)
+        if force_w is not None:  # the workers' collider reactions, summed in worker order
+            k1 = self.threads - 1
+            for acc, rows in ((force, force_w), (torque, torque_w)):
+                a, r = wp.to_torch(acc), wp.to_torch(rows).view(k1, self.ncol, 3)
+                for w in range(k1):
+                    a[: self.ncol] += r[w]
         # fresh output tensors in particle-id order (every entry is written: no zero fill needed)
         final = self._fresh_particles(ctx, rec)
         wp.launch(self.scatter_j if carry_j else self.scatter, n, inputs=[order, *cur], outputs=list(final),
@@ -357,7 +395,7 @@ class WarpBackend:
         """Put the hand-written adjoint of `p2g_stored` on the tape (about 3× cheaper than Warp's)."""
         wp = self.wp
         xs, vs, Cs, _ = cur
-        tg = table.grad if table.requires_grad else self._no_table_grad(table)
+        tg = table.grad if table.requires_grad else self._dummy("table", table)
         adj_in = [*args, grid.grad, int(table.requires_grad)]
         adj_out = [xs.grad, vs.grad, Cs.grad, tau.grad, tg]
 
@@ -379,30 +417,90 @@ class WarpBackend:
 
         wp._src.context.runtime.tape.record_func(backward=backward, arrays=[])
 
-    def _record_grid_adjoint(self, grid, grid_v, blist, nblk, dt) -> None:
-        """Put the hand-written adjoint of a collider-free `grid_update` on the tape."""
+    def _record_grid_adjoint(self, grid, grid_v, blist, nblk, dt, records, s, friction, force, torque) -> None:
+        """Put the hand-written adjoint of `grid_update` on the tape (with or without colliders)."""
         wp = self.wp
-        adj_in = [grid, self.res, dt, self.gravity, self.cfg.bound, self.bc, blist, self.nb, grid_v.grad]
+        if self.ncol == 0:
+            kernel = self.grid_update_adjoint
+            adj_in = [grid, self.res, dt, self.gravity, self.cfg.bound, self.bc, blist, self.nb, grid_v.grad]
+            adj_out = [grid.grad]
+        else:
+            kernel = self.grid_update_collider_adjoint
+            rg, fg = records.grad, friction.grad
+            adj_in = [grid, self.res, self.T.float(self.dx), dt, self.gravity, self.cfg.bound, self.bc, self.ncol,
+                      self.ctype, self.cparam, self.cmesh, self.csticky, records, s, friction, blist, self.nb,
+                      grid_v.grad, force.grad, torque.grad, int(rg is not None), int(fg is not None)]
+            adj_out = [grid.grad, rg if rg is not None else self._dummy("records", records),
+                       fg if fg is not None else self._dummy("friction", friction)]
 
-        per_block = self.device == "cpu"  # one thread per block on a CPU, as the untaped update
+        # collider-free on a CPU: one thread per block, as the grid update itself
+        per_block = self.ncol == 0 and self.device == "cpu"
+        if per_block:
+            kernel = self.grid_update_adjoint_blocks
 
         def backward():
-            wp.launch(self.grid_update_adjoint_blocks if per_block else self.grid_update_adjoint,
-                      nblk if per_block else nblk * self.block_nodes, inputs=adj_in, outputs=[grid.grad],
+            wp.launch(kernel, nblk if per_block else nblk * self.block_nodes, inputs=adj_in, outputs=adj_out,
                       device=self.device)
 
         wp._src.context.runtime.tape.record_func(backward=backward, arrays=[])
 
-    def _no_table_grad(self, table):
-        t = self._pool.get("no_table_grad")
-        if t is None or t.shape != table.shape:
-            t = self.wp.zeros(table.shape, dtype=table.dtype, device=self.device)
-            self._pool["no_table_grad"] = t
+    def _dummy(self, key, like):
+        """A zero array shaped like `like` that a kernel may be handed as an unused gradient output."""
+        t = self._pool.get("dummy_" + key)
+        if t is None or t.shape != like.shape:
+            t = self.wp.zeros(like.shape, dtype=like.dtype, device=self.device)
+            self._pool["dummy_" + key] = t
         return t
 
-    def _marks(self):
-        """Block flags of the next grid update (written by `mark_blocks`, or by `g2p` for the next substep)."""
-        return self._buf("marks", self.blocks, self.wp.int32)
+    # ---------------------------------------------------------------------------- CPU workers
+    def _split(self, kernel, count: int, inputs: list, outputs: list[list], extra: tuple | list = ()) -> None:
+        """Launch `kernel` over `count` items split into contiguous ranges, one per CPU worker.
+
+        Worker w's inputs are `inputs`, the first item of its range (the kernel's `p0` or `b0`)
+        and `extra`; its outputs are `outputs[w]` (one list per worker: their number is the number
+        of workers). One worker: a plain launch on this thread. Several: the launches are packed
+        here and run by `physim.mpm.threads.worker_pool` (the GIL is released while a kernel runs,
+        so they run in parallel); this returns when all have finished.
+        """
+        wp = self.wp
+        workers = len(outputs)
+        if workers == 1 or count < workers:
+            wp.launch(kernel, count, inputs=[*inputs, 0, *extra], outputs=outputs[0], device=self.device,
+                      record_tape=False)
+            return
+        bounds = [count * w // workers for w in range(workers + 1)]
+        cmds = [wp.launch(kernel, bounds[w + 1] - bounds[w], inputs=[*inputs, bounds[w], *extra], outputs=outputs[w],
+                          device=self.device, record_tape=False, record_cmd=True) for w in range(workers)]
+        worker_pool(self.threads).run([c.launch for c in cmds])
+
+    def _grid_copy(self, grid, w: int):
+        """Worker w's grid (the w-th block of `nodes` entries of the untaped grid buffer)."""
+        if self.particle_workers == 1:
+            return grid
+        key = ("grid_copy", w)
+        view = self._pool.get(key)
+        if view is None or view.ptr != grid.ptr + w * self.nodes * grid.strides[0]:
+            view = self._pool[key] = grid[w * self.nodes:(w + 1) * self.nodes]
+        return view
+
+    def _reaction_rows(self, w: int, force, torque, force_w, torque_w):
+        """Where worker w of the grid update accumulates collider force and torque."""
+        if w == 0 or force_w is None:
+            return force, torque
+        lo, hi = (w - 1) * self.ncol, w * self.ncol
+        return force_w[lo:hi], torque_w[lo:hi]
+
+    def _marks(self, w: int | None = None):
+        """Block flags of the next grid update (written by `mark_blocks`, or by `g2p` for the next substep):
+        one row per CPU worker of the gather (`w`: worker w's row; None: all rows)."""
+        marks = self._buf("marks", self.blocks * self.particle_workers, self.wp.int32)
+        if w is None or self.particle_workers == 1:
+            return marks
+        key = ("marks_row", w)
+        view = self._pool.get(key)
+        if view is None:
+            view = self._pool[key] = marks[w * self.blocks:(w + 1) * self.blocks]
+        return view
 
     def _active_blocks(self, xs, inv_dx, rec: bool, marked: bool = False):
         """(block list, count) for the grid update: the touched blocks on a CPU, every block on a GPU.
@@ -422,7 +520,7 @@ class WarpBackend:
             wp.launch(self.mark_blocks, self.n, inputs=[xs, self.res, self.nb, inv_dx], outputs=[marks],
                       device=self.device, record_tape=False)
         flat = marks.numpy()
-        m = flat.reshape(self.nb_shape).astype(bool)
+        m = flat.reshape((-1, *self.nb_shape)).any(0)
         flat[:] = 0
         for ax in range(m.ndim):  # a stencil reaches one block up along each axis
             lo = [slice(None)] * m.ndim
@@ -440,7 +538,7 @@ class WarpBackend:
         wp, T = self.wp, self.T
         grid = ctx.zeros(self.nodes, self.vecg)
         wp.launch(self.p2g, self.n, inputs=[x, v, C, F, self.body, self.vol, self.kinds, table, tau_ext, self.res,
-                                            T.float(1.0 / self.dx), T.float(self.cfg.dt)],
+                                            T.float(1.0 / self.dx), T.float(self.cfg.dt), 0],
                   outputs=[grid], device=ctx.device)
         return grid
 
@@ -463,7 +561,7 @@ class WarpBackend:
             gg_grad.zero_()
             gv_grad.zero_()
 
-        if self.ncol > 0:  # without colliders the hand-written grid adjoint leaves both buffers ready
+        if not self.hand_grid_adjoint:  # the hand-written grid adjoints leave both buffers ready
             tape.record_func(backward=clear, arrays=[])
         grid = self._taped(nodes, self.vecg, grad=False)
         grid.grad = gg_grad
@@ -501,10 +599,19 @@ class WarpBackend:
         wp, T = self.wp, self.T
         x, v, C, F = outs
         k, r = self.rigid_count, self.rigid_particles
-        msum, mx, mv = ctx.zeros(k, T.float), ctx.zeros(k, T.vec), ctx.zeros(k, T.vec)
+
+        def acc(name, dtype):
+            """A per-body sum (zeroed; its gradient too on the tape): recycled, not a fresh torch allocation."""
+            if fresh:
+                return self._taped(k, dtype)
+            a = self._buf("rigid_" + name, k, dtype)
+            a.zero_()
+            return a
+
+        msum, mx, mv = acc("msum", T.float), acc("mx", T.vec), acc("mv", T.vec)
         wp.launch(self.rigid_sums1, r, inputs=[ridx, self.rbody, body, vol, table, x, v],
                   outputs=[msum, mx, mv], device=ctx.device)
-        A, L, I = ctx.zeros(k, T.mat), ctx.zeros(k, T.vec3), ctx.zeros(k, T.mat3)
+        A, L, I = acc("A", T.mat), acc("L", T.vec3), acc("I", T.mat3)
         wp.launch(self.rigid_sums2, r, inputs=[ridx, self.rbody, body, vol, table, self.r0, x, v,
                                                msum, mx], outputs=[A, L, I], device=ctx.device)
         new = self._particles(ctx, fresh, tag)

@@ -8,6 +8,7 @@ import torch
 
 from physim.config import check_choice, check_int, check_range
 from physim.errors import ConfigError
+from physim.mpm.threads import resolve_cpu_threads
 
 __all__ = ["BOUNDARIES", "SceneConfig"]
 
@@ -52,6 +53,11 @@ class SceneConfig:
     ``"pose"`` (target position and quaternion xyzw at the end of the step, shape (k, 7))."""
     sort_particles: bool = True
     """Visit particles in cell order (faster transfers; results equal up to summation order)."""
+    cpu_threads: int | None = None
+    """Threads of the untaped substep on a CPU (the transfers and the grid update split over
+    them, see docs/mpm.md "Performance"); None: the environment variable ``PHYSIM_CPU_THREADS``,
+    else 1. Differentiated (taped) substeps and GPU runs ignore it. Results agree with one
+    thread up to float32 round-off and are bitwise reproducible for a given thread count."""
 
     def __post_init__(self) -> None:
         check_int("dim", self.dim, 2, 3)
@@ -75,6 +81,8 @@ class SceneConfig:
         check_range("cfl", self.cfl, 0.0, 1.0, low_inclusive=False)
         check_choice("dtype", self.dtype, ("float32", "float64"))
         check_choice("action", self.action, ("velocity", "pose"))
+        if self.cpu_threads is not None:
+            resolve_cpu_threads(self.cpu_threads)
 
     @property
     def resolution(self) -> tuple[int, ...]:

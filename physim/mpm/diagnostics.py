@@ -13,7 +13,7 @@ import torch
 from physim.mpm.materials import Elastic, NewtonianFluid, NonNewtonianFluid, lame
 from physim.mpm.state import State
 
-__all__ = ["elastic_energy", "kinetic_energy", "linear_momentum", "pile_angle", "pressure"]
+__all__ = ["cone_angle", "elastic_energy", "kinetic_energy", "linear_momentum", "pile_angle", "pressure"]
 
 
 def linear_momentum(sim, state: State) -> torch.Tensor:
@@ -94,3 +94,44 @@ def pile_angle(x, y, dx: float, low: float = 0.2, high: float = 0.8) -> float:
         sel = side & (top > low * h) & (top < high * h)
         angles.append(math.degrees(math.atan(abs(np.polyfit(cx[sel], top[sel], 1)[0]))))
     return float(np.mean(angles))
+
+
+def cone_angle(x, y, z, center: tuple[float, float], dx: float, low: float = 0.2, high: float = 0.8,
+               method: str = "radial", region=None) -> float:
+    """Flank angle [degrees] of a 3D axisymmetric pile around the vertical axis through `center` (not differentiable).
+
+    ``"radial"``: the free surface is the highest particle of each ring of width ``dx`` around
+    the axis; a line is fitted to the rings whose top lies between ``low`` and ``high`` times the
+    pile height. ``"columns"``: the highest particle of each ``dx`` × ``dx`` column, and a line
+    through (distance from the axis, top) of the columns in that band (a direct cone fit,
+    weighted by area). Both leave out the rounded summit and the thin toe.
+
+    Args:
+        x, z: horizontal particle positions [m], shape (N,) (numpy).
+        y: particle heights above the floor [m], shape (N,) (numpy).
+        center: (x, z) of the pile's axis [m].
+        dx: ring / column width [m], e.g. the grid spacing.
+        low: lower fraction of the height fitted.
+        high: upper fraction of the height fitted.
+        method: ``"radial"`` or ``"columns"``.
+        region: optional boolean mask (N,) of the particles to use (e.g. away from symmetry walls).
+    """
+    if method not in ("radial", "columns"):
+        raise ValueError(f"method: got {method!r}, expected 'radial' or 'columns'")
+    x, y, z = (np.asarray(a, dtype=np.float64) for a in (x, y, z))
+    if region is not None:
+        x, y, z = x[region], y[region], z[region]
+    r = np.hypot(x - center[0], z - center[1])
+    if method == "radial":
+        key = np.floor(r / dx).astype(np.int64)
+    else:
+        key = np.floor(x / dx).astype(np.int64) * (1 << 32) + np.floor(z / dx).astype(np.int64)
+    order = np.lexsort((y, key))  # by key, then height: the last of each key is its top particle
+    k = key[order]
+    tops = order[np.r_[k[1:] != k[:-1], True]]
+    rt, yt = r[tops], y[tops]
+    h = yt.max()
+    sel = (rt > rt[np.argmax(yt)]) & (yt > low * h) & (yt < high * h)
+    if sel.sum() < 2:
+        return float("nan")
+    return math.degrees(math.atan(-np.polyfit(rt[sel], yt[sel], 1)[0]))

@@ -26,6 +26,7 @@ from physim.mpm.materials.neural import NeuralMaterial
 from physim.mpm.motion import substep_poses
 from physim.mpm.shapes import sample_shape
 from physim.mpm.state import State
+from physim.mpm.threads import resolve_cpu_threads
 from physim.runtime import device as default_device
 
 __all__ = ["Simulator"]
@@ -85,6 +86,8 @@ class Simulator:
         if any(isinstance(c, MeshCollider) for c in self.colliders) and cfg.dim != 3:
             raise ConfigError("colliders", "MeshCollider", "a 3D scene (mesh colliders are 3D only)")
         self._check_cfl()
+        # the setting or PHYSIM_CPU_THREADS, checked here, before any kernel runs
+        self.cpu_threads = resolve_cpu_threads(cfg.cpu_threads)
         self._sample(seed)
         self._build_params()
         self._kinematic = [i for i, c in enumerate(self.colliders) if c.kinematic]

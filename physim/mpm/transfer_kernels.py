@@ -24,6 +24,7 @@ from types import SimpleNamespace
 
 import warp as wp
 
+from physim.mpm.collider_adjoint_kernels import make_collider_adjoint
 from physim.mpm.kernel_types import KernelTypes
 from physim.mpm.materials import base as mb
 from physim.mpm.materials.drucker_prager_kernels import make_drucker_prager_funcs
@@ -199,11 +200,13 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool, has_c
         res: wp.vec3i,
         inv_dx: float_t,
         dt: float_t,
+        p0: int,
         # outputs
         grid: wp.array(dtype=vecg),
     ):
-        """Scatter mass and APIC momentum with the fused stress (MLS-MPM)."""
-        p = wp.tid()
+        """Scatter mass and APIC momentum with the fused stress (MLS-MPM); particles p0, p0 + 1, ...
+        (a CPU worker's range, see `physim.mpm.threads`)."""
+        p = wp.tid() + p0
         b = body[p]
         kind = kinds[b] & LAW_MASK
         Vp = vol[p]
@@ -533,6 +536,30 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool, has_c
         pass
 
     @wp.func
+    def wall_mask(I: wp.vec3i, v: vec, res: wp.vec3i, bound: int, bc: int) -> vec:
+        """0/1 per velocity component of node I: 0 where a domain wall removes it (sticky: every
+        component; slip: the normal one; separate: the normal one when it points into the wall)."""
+        keep = vec()
+        for d in range(dim):
+            keep[d] = float_t(1.0)
+        for ax in range(dim):
+            lo = I[ax] < bound
+            hi = I[ax] >= res[ax] - bound
+            if lo or hi:
+                if bc == BC_STICKY:
+                    keep = vec()
+                else:
+                    into = (lo and v[ax] < float_t(0.0)) or (hi and v[ax] > float_t(0.0))
+                    if bc == BC_SLIP or into:
+                        keep[ax] = float_t(0.0)
+        return keep
+
+    @wp.func_grad(wall_mask)
+    def wall_mask_grad(I: wp.vec3i, v: vec, res: wp.vec3i, bound: int, bc: int, adj_ret: vec):
+        """No adjoint: the mask is piecewise constant in v."""
+        pass
+
+    @wp.func
     def update_node(
         I: wp.vec3i,
         grid: wp.array(dtype=vecg),
@@ -599,17 +626,12 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool, has_c
                     wp.atomic_add(force, c, f)
                     wp.atomic_add(torque, c, wp.cross(r, f))
                     v = v_new
-            # domain walls
-            for ax in range(dim):
-                lo = I[ax] < bound
-                hi = I[ax] >= res[ax] - bound
-                if lo or hi:
-                    if bc == BC_STICKY:
-                        v = vec()
-                    else:
-                        into = (lo and v[ax] < float_t(0.0)) or (hi and v[ax] > float_t(0.0))
-                        if bc == BC_SLIP or into:
-                            v[ax] = float_t(0.0)
+            # domain walls: a 0/1 mask, not `v[ax] = 0`. With colliders Warp differentiates this
+            # function, and its adjoint of an in-place component overwrite (without
+            # wp.config.enable_vector_component_overwrites) does not clear the overwritten
+            # component's adjoint: ∂v leaked through the wall into m v and m, a wrong gradient that
+            # grows step after step (NaN over the fluid tasks' full horizons in float32).
+            v = wp.cw_mul(v, wall_mask(I, v, res, bound, bc))
         grid_v[node] = v
 
     @wp.func
@@ -705,6 +727,8 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool, has_c
         clear: int,
         blocks: wp.array(dtype=wp.int32),
         nb: wp.vec3i,
+        b0: int,
+        copies: int,
         # outputs
         grid_v: wp.array(dtype=vec),
         force: wp.array(dtype=vec3),
@@ -712,11 +736,22 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool, has_c
     ):
         """`grid_update` with one thread per listed block (untaped CPU substeps): the block's position is
         decoded once for its BLOCK^d nodes (the integer divisions by the block counts cost more than a
-        collider-free node's update)."""
-        o = block_origin(blocks[wp.tid()], nb)
+        collider-free node's update). Blocks b0, b0 + 1, ... of the list (a CPU worker's range).
+
+        `copies` > 1: `grid` holds that many grids one after the other (the scatters of several CPU
+        workers); each node's copies are summed into the first, in order, and cleared."""
+        o = block_origin(blocks[wp.tid() + b0], nb)
+        stride = res[0] * res[1] * res[2]
         for loc in range(BLOCK_NODES):
             I = o + block_offset(loc)
             if in_grid(I, res) != 0:
+                if copies > 1:
+                    node = (I[0] * res[1] + I[1]) * res[2] + I[2]
+                    g = grid[node]
+                    for c in range(1, copies):
+                        g += grid[node + c * stride]
+                        grid[node + c * stride] = vecg()
+                    grid[node] = g
                 update_node(I, grid, res, dx, dt, gravity, bound, bc, ncol, ctype, cparam, cmesh, csticky, cstate, s,
                             friction, clear, grid_v, force, torque)
 
@@ -950,6 +985,7 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool, has_c
         inv_dx: float_t,
         dt: float_t,
         nb: wp.vec3i,
+        p0: int,
         # outputs
         x_out: wp.array(dtype=vec),
         v_out: wp.array(dtype=vec),
@@ -958,8 +994,8 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool, has_c
         flags: wp.array(dtype=wp.int32),
         marks: wp.array(dtype=wp.int32),
     ):
-        """Grid-to-particle transfer of one substep (`advance`)."""
-        advance(wp.tid(), x, F, body, kinds, table, grid_v, res, inv_dx, dt, nb, x_out, v_out, C_out, F_out, flags,
+        """Grid-to-particle transfer of one substep (`advance`) of particles p0, p0 + 1, ..."""
+        advance(wp.tid() + p0, x, F, body, kinds, table, grid_v, res, inv_dx, dt, nb, x_out, v_out, C_out, F_out, flags,
                 marks)
 
     # ------------------------------------------------------------------- fluid-only scenes, untaped
@@ -980,11 +1016,12 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool, has_c
         res: wp.vec3i,
         inv_dx: float_t,
         dt: float_t,
+        p0: int,
         # outputs
         grid: wp.array(dtype=vecg),
     ):
-        """`p2g` of a fluid-only scene, from the particles' J."""
-        p = wp.tid()
+        """`p2g` of a fluid-only scene, from the particles' J (particles p0, p0 + 1, ...)."""
+        p = wp.tid() + p0
         b = body[p]
         Vp = vol[p]
         Cp = C[p]
@@ -1000,6 +1037,7 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool, has_c
         inv_dx: float_t,
         dt: float_t,
         nb: wp.vec3i,
+        p0: int,
         # outputs
         x_out: wp.array(dtype=vec),
         v_out: wp.array(dtype=vec),
@@ -1008,8 +1046,9 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool, has_c
         flags: wp.array(dtype=wp.int32),
         marks: wp.array(dtype=wp.int32),
     ):
-        """`g2p` of a fluid-only scene: J ← max(det(I + Δt C) J, 10⁻⁶) (the projection `volumetric` keeps)."""
-        p = wp.tid()
+        """`g2p` of a fluid-only scene: J ← max(det(I + Δt C) J, 10⁻⁶) (the projection `volumetric` keeps),
+        particles p0, p0 + 1, ..."""
+        p = wp.tid() + p0
         vp, Cn = apic_gather(x[p], grid_v, res, inv_dx)
         xn = x[p] + dt * vp
         Jn = wp.max(wp.determinant(wp.identity(n=dim, dtype=float_t) + dt * Cn) * J[p], float_t(1e-6))
@@ -1216,7 +1255,16 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool, has_c
                 gf += vec(d0[i] * Ei, w0[i] * Di)
         x_grad[p] = x_grad[p] + gxn - wp.transpose(gB) * vp + inv_dx * gf
 
+    # with colliders (not meshes) the grid update's adjoint is hand-written too
+    grid_update_collider_adjoint = None
+    if has_colliders and not has_mesh:
+        grid_update_collider_adjoint = make_collider_adjoint(
+            T, SimpleNamespace(sdf_local=sdf_local, deepest=deepest, block_node=block_node, to3=to3, from3=from3),
+            bc_sticky=BC_STICKY, bc_slip=BC_SLIP,
+            shapes=(COLLIDER_PLANE, COLLIDER_BOX, COLLIDER_SPHERE, COLLIDER_CYLINDER, COLLIDER_CAPSULE))
+
     return SimpleNamespace(p2g=p2g, grid_update=grid_update, g2p=g2p, mark_blocks=mark_blocks,
+                           grid_update_collider_adjoint=grid_update_collider_adjoint,
                            p2g_fluid=p2g_fluid, g2p_fluid=g2p_fluid, grid_update_blocks=grid_update_blocks,
                            stress=stress, p2g_stored=p2g_stored,
                            p2g_stored_adjoint=p2g_stored_adjoint, g2p_stored=g2p_stored, project_trial=project_trial,

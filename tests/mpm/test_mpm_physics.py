@@ -23,7 +23,7 @@ from physim.mpm import (
     Sphere,
     VonMises,
 )
-from physim.mpm.diagnostics import elastic_energy, kinetic_energy, linear_momentum, pile_angle, pressure
+from physim.mpm.diagnostics import cone_angle, elastic_energy, kinetic_energy, linear_momentum, pile_angle, pressure
 
 
 def spinning_jelly(dtype="float64", dim=3, gravity=None, grid=16):
@@ -222,6 +222,17 @@ def test_static_sand_slope_below_the_friction_angle_holds():
             s = sim.step(s)
     after = pile_angle(s.x[:, 0].numpy(), s.x[:, 1].numpy() - y0, dx)
     assert abs(after - before) < 1.0, (before, after)
+
+
+@pytest.mark.parametrize("method", ["radial", "columns"])
+def test_cone_angle_measures_a_3d_cone(method):
+    """Verify cone_angle reads a 30° cone of random particles (axis off the origin) within 0.5°."""
+    rng = np.random.default_rng(0)
+    xz = rng.uniform(-0.2, 0.2, (200_000, 2))
+    y = rng.uniform(0.0, 0.2 * math.tan(math.radians(30.0)), len(xz))
+    keep = y <= math.tan(math.radians(30.0)) * (0.2 - np.hypot(xz[:, 0], xz[:, 1]))
+    x, y, z = xz[keep, 0] + 0.4, y[keep], xz[keep, 1] + 0.3
+    assert abs(cone_angle(x, y, z, (0.4, 0.3), 1 / 64, method=method) - 30.0) < 0.5
 
 
 def test_divergence_raises_with_substep_and_quantity():
