@@ -13,8 +13,6 @@ that graph: only the first T − M steps are recomputed.
 
 from __future__ import annotations
 
-import contextlib
-import gc
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -45,25 +43,6 @@ class RolloutResult:
     checkpoints: int
 
 
-@contextlib.contextmanager
-def _gc_paused():
-    """Pause Python's cyclic garbage collector (restored on exit).
-
-    A rollout allocates many long-lived objects per step (tensors, autograd nodes, Warp arrays
-    and tapes), which keeps triggering full collections that traverse every object of the
-    process and find next to nothing: about 9 % of a checkpointed forward+backward of an MPM
-    task. Reference counting still frees everything as usual; cycles made meanwhile wait for
-    the next collection after the rollout.
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
 def _run_segment(step, observe, state, actions, params, t0: int, t1: int):
     observations = []
     for t in range(t0, t1):
@@ -79,16 +58,6 @@ class _Checkpointed(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, spec: dict, *flat: torch.Tensor):
-        with _gc_paused():
-            return _Checkpointed._forward(ctx, spec, *flat)
-
-    @staticmethod
-    def backward(ctx, *grads):
-        with _gc_paused():
-            return _Checkpointed._backward(ctx, *grads)
-
-    @staticmethod
-    def _forward(ctx, spec: dict, *flat: torch.Tensor):
         n_state, has_actions = spec["n_state"], spec["has_actions"]
         state_leaves = list(flat[:n_state])
         actions = flat[n_state] if has_actions else None
@@ -132,7 +101,7 @@ class _Checkpointed(torch.autograd.Function):
         return tuple(outs)
 
     @staticmethod
-    def _backward(ctx, *grads):
+    def backward(ctx, *grads):
         spec = ctx.spec
         n_state, has_actions, k, horizon = spec["n_state"], spec["has_actions"], spec["k"], spec["T"]
         step, observe, rebuild = spec["step"], spec["observe"], spec["rebuild"]
