@@ -36,20 +36,21 @@ from physim.mpm.kernel_types import KernelTypes
 __all__ = ["make_collider_adjoint"]
 
 
-def make_collider_adjoint(T: KernelTypes, f: SimpleNamespace, *, bc_sticky: int, bc_slip: int,
+def make_collider_adjoint(T: KernelTypes, f: SimpleNamespace, *,
                           shapes: tuple[int, int, int, int, int]):
     """The adjoint kernel of one variant.
 
     Args:
         T: Kernel types.
-        f: Forward functions of the variant (``sdf_local``, ``deepest``, ``block_node``, ``to3``, ``from3``).
-        bc_sticky, bc_slip: Codes of the sticky and slip domain walls.
+        f: Forward functions of the variant (``sdf_local``, ``deepest``, ``block_node``, ``to3``, ``from3``,
+            ``wall_mask``).
         shapes: Codes of the plane, box, sphere, cylinder and capsule colliders.
     """
     dim, float_t, vec, vecg, vec3, quat = T.dim, T.float, T.vec, T.vecg, T.vec3, T.quat
     tiny = 1e-12 if T.float == wp.float64 else 1e-7
     PLANE, BOX, SPHERE, CYLINDER, CAPSULE = shapes
     sdf_local, deepest, block_node, to3, from3 = f.sdf_local, f.deepest, f.block_node, f.to3, f.from3
+    wall_mask = f.wall_mask
 
     @wp.func
     def sgn(x: float_t) -> float_t:
@@ -235,20 +236,8 @@ def make_collider_adjoint(T: KernelTypes, f: SimpleNamespace, *, bc_sticky: int,
                     if lt > float_t(tiny):
                         fac = wp.max(zero, float_t(1.0) + mu * vn / lt)
                     v = vc + fac * vt
-            # the domain walls: a 0/1 mask on ∂v, replayed from the values
-            vw = v
-            for ax in range(dim):
-                lo = I[ax] < bound
-                hi = I[ax] >= res[ax] - bound
-                if lo or hi:
-                    if bc == bc_sticky:
-                        vw = vec()
-                        gv = vec()
-                    else:
-                        into = (lo and vw[ax] < zero) or (hi and vw[ax] > zero)
-                        if bc == bc_slip or into:
-                            vw[ax] = zero
-                            gv[ax] = zero
+            # the domain walls: the forward's 0/1 mask on ∂v, replayed from the values
+            gv = wp.cw_mul(gv, wall_mask(I, v, res, bound, bc))
             gu = gv  # ∂v0
             gm = zero
             if c >= 0:

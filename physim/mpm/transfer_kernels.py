@@ -785,19 +785,7 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool, has_c
             u = vec()  # (m v)/m
             for d in range(dim):
                 u[d] = g[d] / m
-            v = u + dt * gravity
-            for ax in range(dim):
-                lo = I[ax] < bound
-                hi = I[ax] >= res[ax] - bound
-                if lo or hi:
-                    if bc == BC_STICKY:
-                        v = vec()
-                        gv = vec()
-                    else:
-                        into = (lo and v[ax] < float_t(0.0)) or (hi and v[ax] > float_t(0.0))
-                        if bc == BC_SLIP or into:
-                            v[ax] = float_t(0.0)
-                            gv[ax] = float_t(0.0)
+            gv = wp.cw_mul(gv, wall_mask(I, u + dt * gravity, res, bound, bc))
             for d in range(dim):
                 out[d] = gv[d] / m
             out[dim] = -wp.dot(gv, u) / m
@@ -1259,8 +1247,8 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool, has_c
     grid_update_collider_adjoint = None
     if has_colliders and not has_mesh:
         grid_update_collider_adjoint = make_collider_adjoint(
-            T, SimpleNamespace(sdf_local=sdf_local, deepest=deepest, block_node=block_node, to3=to3, from3=from3),
-            bc_sticky=BC_STICKY, bc_slip=BC_SLIP,
+            T, SimpleNamespace(sdf_local=sdf_local, deepest=deepest, block_node=block_node, to3=to3, from3=from3,
+                               wall_mask=wall_mask),
             shapes=(COLLIDER_PLANE, COLLIDER_BOX, COLLIDER_SPHERE, COLLIDER_CYLINDER, COLLIDER_CAPSULE))
 
     return SimpleNamespace(p2g=p2g, grid_update=grid_update, g2p=g2p, mark_blocks=mark_blocks,
