@@ -355,11 +355,12 @@ def profile_launches(fn, substeps: int) -> dict:
 
     def timed(kernel, *args, **kw):
         t = time.thread_time()
-        launch(kernel, *args, **kw)
+        cmd = launch(kernel, *args, **kw)  # a packed launch when record_cmd=True (threaded substeps)
         name = getattr(getattr(kernel, "func", None), "__name__", None) or str(kernel)
         if kw.get("adjoint"):  # Warp's automatic adjoint, replayed by the tape
             name = "adj_" + name
         times[name] = times.get(name, 0.0) + time.thread_time() - t
+        return cmd
 
     wp.launch = timed
     try:

@@ -86,6 +86,7 @@ class WarpBackend:
         (self.cell_keys, self.gather, self.gather_mat, self.scatter, self.gather_static, self.gather_j,
          self.scatter_j) = make_sort_kernels(T)
         self.p2g_fluid, self.g2p_fluid, self.grid_update_blocks = K.p2g_fluid, K.g2p_fluid, K.grid_update_blocks
+        self.grid_update_marked = K.grid_update_marked
         # a scene of fluids only (stress and projection functions of J = det F) carries J instead of F
         # through its untaped substeps
         self.carry_j = all(b.material.kind in (KIND_NEWTONIAN, KIND_HERSCHEL_BULKLEY) for b in sim.bodies)
@@ -175,6 +176,7 @@ class WarpBackend:
         self._lease: list | None = None
         self._grid_clean = False
         self.flags: torch.Tensor | None = None
+        self._threaded = None  # the multi-worker untaped path (physim.mpm.threaded_substeps), built on first use
         self.grid_op = WarpOp(self._launch_p2g, (T.vec, T.vec, T.mat, T.mat, T.float, T.mat), name="mpm.p2g")
         self.op = WarpOp(self._launch, (T.vec, T.vec, T.mat, T.mat, T.float, T.float, T.float, T.mat),
                          name="mpm.substeps")
@@ -227,6 +229,14 @@ class WarpBackend:
     # -------------------------------------------------------------------------------------- launch
     def _launch(self, ctx, x, v, C, F, table, records, friction, tau_ext):
         """`records.shape[0]` substeps: sort by cell, run the fused kernels, unsort."""
+        if not ctx.requires_grad and self.particle_workers > 1 and not self.has_rigid:
+            # several CPU threads, two hand-overs per substep (rigid bodies move particles between the
+            # gather and the next scatter: they take the three-phase loop below)
+            if self._threaded is None:
+                from physim.mpm.threaded_substeps import ThreadedSubsteps
+
+                self._threaded = ThreadedSubsteps(self)
+            return self._threaded.run(ctx, x, v, C, F, table, records, friction, tau_ext)
         wp, T, cfg = self.wp, self.T, self.cfg
         n, nodes, dev = self.n, self.nodes, ctx.device
         S = records.shape[0]

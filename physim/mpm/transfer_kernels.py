@@ -62,6 +62,7 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool, has_c
     P0 = mb.COL_P0
     tiny = 1e-12 if T.float == wp.float64 else 1e-7
     BLOCK_NODES = BLOCK**dim
+    LOWER_Z = 2 if dim == 3 else 1  # block offsets along z whose flags reach a block
 
     @wp.func
     def kirchhoff(kind: int, Fp: mat, Cp: mat, table: wp.array2d(dtype=float_t), b: int, text: mat) -> mat:
@@ -167,10 +168,12 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool, has_c
                     qij = qi + offs(j) * a1
                     wij = w0[i] * w1[j]
                     row = ((b0 + i) * res[1] + b1 + j) * res[2] + b2
+                    qk = qij
                     for k in range(3):
                         w = wij * w2[k]
-                        val = w * (qij + offs(k) * a2)
+                        val = w * qk
                         wp.atomic_add(grid, row + k, vecg(val[0], val[1], val[2], w * m))
+                        qk = qk + a2
         else:
             b0 = cell_base(xs[0], res[0])
             b1 = cell_base(xs[1], res[1])
@@ -707,6 +710,47 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool, has_c
         update_node(I, grid, res, dx, dt, gravity, bound, bc, ncol, ctype, cparam, cmesh, csticky, cstate, s,
                     friction, clear, grid_v, force, torque)
 
+    @wp.func
+    def update_block(
+        o: wp.vec3i,
+        grid: wp.array(dtype=vecg),
+        res: wp.vec3i,
+        dx: float_t,
+        dt: float_t,
+        gravity: vec,
+        bound: int,
+        bc: int,
+        ncol: int,
+        ctype: wp.array(dtype=wp.int32),
+        cparam: wp.array(dtype=vec3),
+        cmesh: wp.array(dtype=wp.uint64),
+        csticky: wp.array(dtype=wp.int32),
+        cstate: wp.array3d(dtype=float_t),
+        s: int,
+        friction: wp.array(dtype=float_t),
+        clear: int,
+        copies: int,
+        # outputs
+        grid_v: wp.array(dtype=vec),
+        force: wp.array(dtype=vec3),
+        torque: wp.array(dtype=vec3),
+    ):
+        """`update_node` of the nodes of the block whose first node is o (`copies` > 1: `grid` holds that
+        many grids one after the other; each node's copies are summed into the first, in order, and cleared)."""
+        stride = res[0] * res[1] * res[2]
+        for loc in range(BLOCK_NODES):
+            I = o + block_offset(loc)
+            if in_grid(I, res) != 0:
+                if copies > 1:
+                    node = (I[0] * res[1] + I[1]) * res[2] + I[2]
+                    g = grid[node]
+                    for c in range(1, copies):
+                        g += grid[node + c * stride]
+                        grid[node + c * stride] = vecg()
+                    grid[node] = g
+                update_node(I, grid, res, dx, dt, gravity, bound, bc, ncol, ctype, cparam, cmesh, csticky, cstate, s,
+                            friction, clear, grid_v, force, torque)
+
     @wp.kernel
     def grid_update_blocks(
         grid: wp.array(dtype=vecg),
@@ -740,20 +784,76 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool, has_c
 
         `copies` > 1: `grid` holds that many grids one after the other (the scatters of several CPU
         workers); each node's copies are summed into the first, in order, and cleared."""
-        o = block_origin(blocks[wp.tid() + b0], nb)
-        stride = res[0] * res[1] * res[2]
-        for loc in range(BLOCK_NODES):
-            I = o + block_offset(loc)
-            if in_grid(I, res) != 0:
-                if copies > 1:
-                    node = (I[0] * res[1] + I[1]) * res[2] + I[2]
-                    g = grid[node]
-                    for c in range(1, copies):
-                        g += grid[node + c * stride]
-                        grid[node + c * stride] = vecg()
-                    grid[node] = g
-                update_node(I, grid, res, dx, dt, gravity, bound, bc, ncol, ctype, cparam, cmesh, csticky, cstate, s,
-                            friction, clear, grid_v, force, torque)
+        update_block(block_origin(blocks[wp.tid() + b0], nb), grid, res, dx, dt, gravity, bound, bc, ncol, ctype,
+                     cparam, cmesh, csticky, cstate, s, friction, clear, copies, grid_v, force, torque)
+
+    @wp.func
+    def block_marked(bi: int, bj: int, bk: int, marks: wp.array(dtype=wp.int32), rows: int, nb: wp.vec3i) -> int:
+        """1 if a particle's stencil reaches block (bi, bj, bk): its own flag or that of a block one lower
+        along any set of axes (a stencil reaches one block up per axis), in any of the `rows` flag rows."""
+        blocks = nb[0] * nb[1] * nb[2]
+        hit = int(0)  # noqa: UP018, RUF046  (a runtime variable, assigned in a branch)
+        for a in range(2):
+            for b in range(2):
+                for c in range(LOWER_Z):
+                    i = bi - a
+                    j = bj - b
+                    k = bk - c
+                    if i >= 0 and j >= 0 and k >= 0:
+                        blk = (i * nb[1] + j) * nb[2] + k
+                        for r in range(rows):
+                            if marks[r * blocks + blk] != 0:
+                                hit = 1
+        return hit
+
+    @wp.kernel
+    def grid_update_marked(
+        grid: wp.array(dtype=vecg),
+        res: wp.vec3i,
+        dx: float_t,
+        dt: float_t,
+        gravity: vec,
+        bound: int,
+        bc: int,
+        ncol: int,
+        ctype: wp.array(dtype=wp.int32),
+        cparam: wp.array(dtype=vec3),
+        cmesh: wp.array(dtype=wp.uint64),
+        csticky: wp.array(dtype=wp.int32),
+        cstate: wp.array3d(dtype=float_t),
+        s: int,
+        friction: wp.array(dtype=float_t),
+        marks: wp.array(dtype=wp.int32),
+        rows: int,
+        nb: wp.vec3i,
+        c0: int,
+        stride: int,
+        copies: int,
+        # outputs
+        grid_v: wp.array(dtype=vec),
+        force: wp.array(dtype=vec3),
+        torque: wp.array(dtype=vec3),
+    ):
+        """`grid_update_blocks` of a threaded untaped CPU substep, which finds its blocks itself: thread t
+        takes the column of blocks c0 + t·stride (3D: the blocks (i, j, ·); 2D: (i, ·)) and updates those
+        that `block_marked` finds in the `rows` flag rows the gather wrote (one per CPU worker). A worker
+        takes every stride-th column, so the workers share the touched blocks about evenly, with no
+        block list compacted on the host between the phases. The grid copies are summed, in order, and
+        cleared, as in `grid_update_blocks`."""
+        col = wp.tid() * stride + c0
+        if wp.static(dim == 3):
+            bi = col / nb[1]
+            bj = col % nb[1]
+            for bk in range(nb[2]):
+                if block_marked(bi, bj, bk, marks, rows, nb) != 0:
+                    update_block(wp.vec3i(bi * BLOCK, bj * BLOCK, bk * BLOCK), grid, res, dx, dt, gravity, bound, bc,
+                                 ncol, ctype, cparam, cmesh, csticky, cstate, s, friction, 1, copies, grid_v, force,
+                                 torque)
+        else:
+            for bj in range(nb[1]):
+                if block_marked(col, bj, 0, marks, rows, nb) != 0:
+                    update_block(wp.vec3i(col * BLOCK, bj * BLOCK, 0), grid, res, dx, dt, gravity, bound, bc, ncol,
+                                 ctype, cparam, cmesh, csticky, cstate, s, friction, 1, copies, grid_v, force, torque)
 
     @wp.func
     def adjoint_node(
@@ -833,6 +933,15 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool, has_c
                 adjoint_node(I, grid, res, dt, gravity, bound, bc, grid_v_grad, grid_grad)
 
     @wp.func
+    def gather_row(grid_v: wp.array(dtype=vec), row: int, w: float_t, w2: vec3):
+        """Weighted velocities of the three nodes row, row + 1, row + 2 (weights w·w2[k]): their sum and
+        the k = 1 and k = 2 terms."""
+        a0 = (w * w2[0]) * grid_v[row]
+        a1 = (w * w2[1]) * grid_v[row + 1]
+        a2 = (w * w2[2]) * grid_v[row + 2]
+        return (a0 + a1) + a2, a1, a2
+
+    @wp.func
     def apic_gather(xp: vec, grid_v: wp.array(dtype=vec), res: wp.vec3i, inv_dx: float_t):
         """APIC velocity v_p = Σ w v_i and affine field C_p = (4/Δx²) Σ w v_i (x_i − x_p)ᵀ of one particle
         (the untaped form: the stencil sums hoisted per axis)."""
@@ -852,19 +961,22 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool, has_c
             w0 = weights(f[0])
             w1 = weights(f[1])
             w2 = weights(f[2])
-            s2 = vec()
+            t1 = vec()
+            t2 = vec()
             for i in range(3):
                 for j in range(3):
                     wij = w0[i] * w1[j]
                     row = ((b0 + i) * res[1] + b1 + j) * res[2] + b2
-                    sj = vec()
-                    for k in range(3):
-                        wv = (wij * w2[k]) * grid_v[row + k]
-                        sj += wv
-                        s2 += offs(k) * wv
+                    a0 = (wij * w2[0]) * grid_v[row]
+                    a1 = (wij * w2[1]) * grid_v[row + 1]
+                    a2 = (wij * w2[2]) * grid_v[row + 2]
+                    t1 += a1
+                    t2 += a2
+                    sj = a0 + a1 + a2
                     vp += sj
                     s0 += offs(i) * sj
                     s1 += offs(j) * sj
+            s2 = t1 + float_t(2.0) * t2
             for r in range(3):
                 B[r, 0] = s0[r]
                 B[r, 1] = s1[r]
@@ -1254,6 +1366,7 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool, has_c
     return SimpleNamespace(p2g=p2g, grid_update=grid_update, g2p=g2p, mark_blocks=mark_blocks,
                            grid_update_collider_adjoint=grid_update_collider_adjoint,
                            p2g_fluid=p2g_fluid, g2p_fluid=g2p_fluid, grid_update_blocks=grid_update_blocks,
+                           grid_update_marked=grid_update_marked,
                            stress=stress, p2g_stored=p2g_stored,
                            p2g_stored_adjoint=p2g_stored_adjoint, g2p_stored=g2p_stored, project_trial=project_trial,
                            g2p_stored_adjoint=g2p_stored_adjoint, grid_update_adjoint=grid_update_adjoint,
