@@ -341,7 +341,7 @@ def thread_critical_path(fn, substeps: int) -> dict:
     crit = serial + sum(max(p) for p in phases)
     return {"critical_path": 1e3 * crit / substeps, "serial": 1e3 * serial / substeps,
             "all_threads_cpu": 1e3 * (serial + sum(sum(p) for p in phases)) / substeps,
-            "wall": 1e3 * wall / substeps}
+            "wall": 1e3 * wall / substeps, "phases_per_substep": len(phases) / substeps}
 
 
 def profile_launches(fn, substeps: int) -> dict:

@@ -356,12 +356,7 @@ class WarpBackend:
             cur = outs
         if kw > 1:
             self.flags = flags_k.sum(0, dtype=torch.int32)
-        if force_w is not None:  # the workers' collider reactions, summed in worker order
-            k1 = self.threads - 1
-            for acc, rows in ((force, force_w), (torque, torque_w)):
-                a, r = wp.to_torch(acc), wp.to_torch(rows).view(k1, self.ncol, 3)
-                for w in range(k1):
-                    a[: self.ncol] += r[w]
+        self._sum_reactions(force, torque, force_w, torque_w)
         # fresh output tensors in particle-id order (every entry is written: no zero fill needed)
         final = self._fresh_particles(ctx, rec)
         wp.launch(self.scatter_j if carry_j else self.scatter, n, inputs=[order, *cur], outputs=list(final),
@@ -499,6 +494,17 @@ class WarpBackend:
             return force, torque
         lo, hi = (w - 1) * self.ncol, w * self.ncol
         return force_w[lo:hi], torque_w[lo:hi]
+
+    def _sum_reactions(self, force, torque, force_w, torque_w) -> None:
+        """Add the collider reactions of CPU workers 1, 2, ... (rows of `force_w`, `torque_w`; None: no
+        such rows) to worker 0's `force` and `torque`, in worker order."""
+        if force_w is None:
+            return
+        k1 = self.threads - 1
+        for acc, rows in ((force, force_w), (torque, torque_w)):
+            a, r = self.wp.to_torch(acc), self.wp.to_torch(rows).view(k1, self.ncol, 3)
+            for w in range(k1):
+                a[: self.ncol] += r[w]
 
     def _marks(self, w: int | None = None):
         """Block flags of the next grid update (written by `mark_blocks`, or by `g2p` for the next substep):

@@ -210,10 +210,5 @@ class ThreadedSubsteps:
         pool.run(phase_c())
         be._grid_clean = True  # the grid updates cleared every node a scatter touched
         be.flags = flags_t.sum(0, dtype=torch.int32)
-        if force_w is not None:  # the workers' collider reactions, summed in worker order
-            k1 = be.threads - 1
-            for acc, r in ((force, force_w), (torque, torque_w)):
-                a, rw = wp.to_torch(acc), wp.to_torch(r).view(k1, be.ncol, 3)
-                for w in range(k1):
-                    a[: be.ncol] += rw[w]
+        be._sum_reactions(force, torque, force_w, torque_w)
         return (*final, force, torque)
