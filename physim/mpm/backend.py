@@ -229,9 +229,10 @@ class WarpBackend:
     # -------------------------------------------------------------------------------------- launch
     def _launch(self, ctx, x, v, C, F, table, records, friction, tau_ext):
         """`records.shape[0]` substeps: sort by cell, run the fused kernels, unsort."""
-        if not ctx.requires_grad and self.particle_workers > 1 and not self.has_rigid:
+        if not ctx.requires_grad and 1 < self.particle_workers <= 31 and not self.has_rigid:
             # several CPU threads, two hand-overs per substep (rigid bodies move particles between the
-            # gather and the next scatter: they take the three-phase loop below)
+            # gather and the next scatter, and more than 31 workers do not fit the grid update's bit
+            # masks: they take the three-phase loop below)
             if self._threaded is None:
                 from physim.mpm.threaded_substeps import ThreadedSubsteps
 

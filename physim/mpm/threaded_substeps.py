@@ -27,7 +27,9 @@ import torch
 
 from physim.mpm.threads import worker_pool
 
-__all__ = ["ThreadedSubsteps"]
+__all__ = ["MAX_WORKERS", "ThreadedSubsteps"]
+
+MAX_WORKERS = 31  # the grid update tells the workers reaching a block apart by the bits of an int32
 
 
 class ThreadedSubsteps:
@@ -41,10 +43,8 @@ class ThreadedSubsteps:
         n = be.n
         self.ranges = [(n * w // W, n * (w + 1) // W) for w in range(W)]
         nb = be.nb
-        # a column of blocks: (i, j, ·) in 3D, (i, ·) in 2D; worker w updates columns w, w + W, ...
-        cols = nb[0] * nb[1] if be.cfg.dim == 3 else nb[0]
-        self.grid_workers = min(W, cols)
-        self.cols = cols
+        # columns of blocks, (i, j, ·) in 3D and (i, ·) in 2D: one thread of the grid update each
+        self.cols = nb[0] * nb[1] if be.cfg.dim == 3 else nb[0]
         # block flags written by the gathers, two sets used in turn (a set is cleared row by row by
         # the worker that writes it next, once the grid update that read it is over)
         blocks = be.blocks
@@ -150,15 +150,15 @@ class ThreadedSubsteps:
             last.append(pack(be.scatter_j if carry_j else be.scatter, hi - lo,
                              [ow, *[self._view(a, w) for a in P[(S - 1) % 2]]], list(final)))
         flags_arg = [a.label for a in gather[0][0].kernel.adj.args].index("flags")
-        # grid update of substep s reads the flag set s % 2; worker w takes columns w, w + W, ...
-        G = self.grid_workers
+        # grid update of substep s reads the flag set s % 2; worker w updates the blocks its particles reach
+        # (those reached by several workers' particles: the lowest worker)
         upd = []
-        for w in range(G):
+        for w in range(W):
             rows = be._reaction_rows(w, force, torque, force_w, torque_w)
-            upd.append([pack(be.grid_update_marked, (self.cols - w + G - 1) // G,
+            upd.append([pack(be.grid_update_marked, self.cols,
                              [grid, be.res, T.float(be.dx), dt, be.gravity, cfg.bound, be.bc, be.ncol, be.ctype,
-                              be.cparam, be.cmesh, be.csticky, records, 0, friction, self.mark_sets[q], W, be.nb, w, G,
-                              W], [grid_v, *rows]) for q in range(2)])
+                              be.cparam, be.cmesh, be.csticky, records, 0, friction, self.mark_sets[q], W, be.nb, w],
+                             [grid_v, *rows]) for q in range(2)])
         s_arg = [a.label for a in be.grid_update_marked.adj.args].index("s")
 
         pool = worker_pool(be.threads)
@@ -191,7 +191,7 @@ class ThreadedSubsteps:
                     c.launch()
                 return go
 
-            return [task(w) for w in range(G)]
+            return [task(w) for w in range(W)]
 
         def phase_c():
             def task(w):

@@ -730,13 +730,15 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool, has_c
         friction: wp.array(dtype=float_t),
         clear: int,
         copies: int,
+        used: int,
         # outputs
         grid_v: wp.array(dtype=vec),
         force: wp.array(dtype=vec3),
         torque: wp.array(dtype=vec3),
     ):
         """`update_node` of the nodes of the block whose first node is o (`copies` > 1: `grid` holds that
-        many grids one after the other; each node's copies are summed into the first, in order, and cleared)."""
+        many grids one after the other; each node's copies are summed into the first, in order, and cleared;
+        copies c ≥ 1 whose bit c of `used` is 0 hold zeros on this block and are not read)."""
         stride = res[0] * res[1] * res[2]
         for loc in range(BLOCK_NODES):
             I = o + block_offset(loc)
@@ -745,8 +747,9 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool, has_c
                     node = (I[0] * res[1] + I[1]) * res[2] + I[2]
                     g = grid[node]
                     for c in range(1, copies):
-                        g += grid[node + c * stride]
-                        grid[node + c * stride] = vecg()
+                        if ((used >> c) & 1) != 0:
+                            g += grid[node + c * stride]
+                            grid[node + c * stride] = vecg()
                     grid[node] = g
                 update_node(I, grid, res, dx, dt, gravity, bound, bc, ncol, ctype, cparam, cmesh, csticky, cstate, s,
                             friction, clear, grid_v, force, torque)
@@ -785,14 +788,14 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool, has_c
         `copies` > 1: `grid` holds that many grids one after the other (the scatters of several CPU
         workers); each node's copies are summed into the first, in order, and cleared."""
         update_block(block_origin(blocks[wp.tid() + b0], nb), grid, res, dx, dt, gravity, bound, bc, ncol, ctype,
-                     cparam, cmesh, csticky, cstate, s, friction, clear, copies, grid_v, force, torque)
+                     cparam, cmesh, csticky, cstate, s, friction, clear, copies, -1, grid_v, force, torque)
 
     @wp.func
-    def block_marked(bi: int, bj: int, bk: int, marks: wp.array(dtype=wp.int32), rows: int, nb: wp.vec3i) -> int:
-        """1 if a particle's stencil reaches block (bi, bj, bk): its own flag or that of a block one lower
-        along any set of axes (a stencil reaches one block up per axis), in any of the `rows` flag rows."""
+    def block_rows(bi: int, bj: int, bk: int, marks: wp.array(dtype=wp.int32), rows: int, nb: wp.vec3i) -> int:
+        """Bit r set if a particle of flag row r reaches block (bi, bj, bk): the row flags the block itself
+        or a block one lower along any set of axes (a stencil reaches one block up per axis)."""
         blocks = nb[0] * nb[1] * nb[2]
-        hit = int(0)  # noqa: UP018, RUF046  (a runtime variable, assigned in a branch)
+        used = int(0)  # noqa: UP018, RUF046  (a runtime variable, assigned in a branch)
         for a in range(2):
             for b in range(2):
                 for c in range(LOWER_Z):
@@ -803,8 +806,16 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool, has_c
                         blk = (i * nb[1] + j) * nb[2] + k
                         for r in range(rows):
                             if marks[r * blocks + blk] != 0:
-                                hit = 1
-        return hit
+                                used = used | (1 << r)
+        return used
+
+    @wp.func
+    def owns(used: int, w: int) -> int:
+        """1 if w is the lowest set bit of `used`."""
+        out = int(0)  # noqa: UP018, RUF046  (a runtime variable, assigned in a branch)
+        if (used & (-used)) == (1 << w):
+            out = 1
+        return out
 
     @wp.kernel
     def grid_update_marked(
@@ -826,34 +837,36 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool, has_c
         marks: wp.array(dtype=wp.int32),
         rows: int,
         nb: wp.vec3i,
-        c0: int,
-        stride: int,
-        copies: int,
+        w: int,
         # outputs
         grid_v: wp.array(dtype=vec),
         force: wp.array(dtype=vec3),
         torque: wp.array(dtype=vec3),
     ):
-        """`grid_update_blocks` of a threaded untaped CPU substep, which finds its blocks itself: thread t
-        takes the column of blocks c0 + t·stride (3D: the blocks (i, j, ·); 2D: (i, ·)) and updates those
-        that `block_marked` finds in the `rows` flag rows the gather wrote (one per CPU worker). A worker
-        takes every stride-th column, so the workers share the touched blocks about evenly, with no
-        block list compacted on the host between the phases. The grid copies are summed, in order, and
-        cleared, as in `grid_update_blocks`."""
-        col = wp.tid() * stride + c0
+        """`grid_update_blocks` of CPU worker w of a threaded untaped substep, which finds its blocks itself:
+        thread t scans the column of blocks t (3D: the blocks (i, j, ·); 2D: (i, ·)) and updates the blocks
+        whose lowest flag row reaching them (`block_rows`; row r: the particles of worker r) is w's. A
+        worker so updates the blocks its own particles scattered into, in its own cache (blocks reached
+        by several workers' particles go to the lowest), with no block list compacted on the host
+        between the phases. `grid` holds one copy per row; a node's copies are summed in order (those of
+        rows not reaching the block hold zeros there and are skipped) and cleared."""
+        col = wp.tid()
         if wp.static(dim == 3):
             bi = col / nb[1]
             bj = col % nb[1]
             for bk in range(nb[2]):
-                if block_marked(bi, bj, bk, marks, rows, nb) != 0:
+                used = block_rows(bi, bj, bk, marks, rows, nb)
+                if owns(used, w) != 0:
                     update_block(wp.vec3i(bi * BLOCK, bj * BLOCK, bk * BLOCK), grid, res, dx, dt, gravity, bound, bc,
-                                 ncol, ctype, cparam, cmesh, csticky, cstate, s, friction, 1, copies, grid_v, force,
+                                 ncol, ctype, cparam, cmesh, csticky, cstate, s, friction, 1, rows, used, grid_v, force,
                                  torque)
         else:
             for bj in range(nb[1]):
-                if block_marked(col, bj, 0, marks, rows, nb) != 0:
+                used = block_rows(col, bj, 0, marks, rows, nb)
+                if owns(used, w) != 0:
                     update_block(wp.vec3i(col * BLOCK, bj * BLOCK, 0), grid, res, dx, dt, gravity, bound, bc, ncol,
-                                 ctype, cparam, cmesh, csticky, cstate, s, friction, 1, copies, grid_v, force, torque)
+                                 ctype, cparam, cmesh, csticky, cstate, s, friction, 1, rows, used, grid_v, force,
+                                 torque)
 
     @wp.func
     def adjoint_node(
