@@ -113,6 +113,7 @@ class ThreadedSubsteps:
         grid = be._buf("grid", be.nodes * W, be.vecg)
         if not be._grid_clean:
             grid.zero_()
+        be._grid_clean = False  # until the last grid update has cleared the copies (not if a phase fails)
         grid_v = be._buf("grid_v", be.nodes, be.vecv)
         final = be._fresh_particles(ctx, False)
         first, last, scatter, gather = [], [], [], []  # packed launches of each worker
