@@ -265,8 +265,8 @@ def _decode_warp(plan: DecoderPlan, coef: torch.Tensor, channels: int) -> torch.
     wdev = "cpu" if device.type == "cpu" else f"cuda:{device.index or 0}"
     stream = wp.stream_from_torch(device) if device.type == "cuda" else None
     wp.launch(kern.contraction_kernel(width, channels), dim=plan.query_count, device=wdev, stream=stream,
-              inputs=[wp.from_torch(rows), wp.from_torch(cols), wp.from_torch(order), wp.from_torch(m.values().contiguous()),
-                      wp.from_torch(coef_t.reshape(-1))],
+              inputs=[wp.from_torch(rows), wp.from_torch(cols), wp.from_torch(order),
+                      wp.from_torch(m.values().contiguous()), wp.from_torch(coef_t.reshape(-1))],
               outputs=[wp.from_torch(out.view(-1))])
     return out
 
