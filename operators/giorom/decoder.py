@@ -291,7 +291,7 @@ def _query_matrix(edges: torch.Tensor, offset: torch.Tensor, weight: torch.Tenso
     feats = torch.cat([torch.ones_like(weight)[:, None], offset, phi], dim=1) * weight[:, None]
     width = feats.shape[1]
     index = torch.int32 if n * width < 2**31 - 1 and feats.numel() < 2**31 - 1 else torch.int64
-    cols = (j[:, None] * width + torch.arange(width, device=j.device)).reshape(-1).to(index)
+    cols = (j.to(index)[:, None] * width + torch.arange(width, dtype=index, device=j.device)).reshape(-1)
     crow = torch.zeros(m + 1, dtype=index, device=j.device)
     crow[1:] = torch.cumsum(torch.bincount(row, minlength=m) * width, 0).to(index)
     with warnings.catch_warnings():  # "sparse CSR support is in beta": the product used here is long stable
