@@ -23,13 +23,14 @@ def _trained_like(dim: int, channels: int, seed: int) -> KernelIntegralDecoder:
 @pytest.mark.parametrize(("dim", "channels"), [(2, 2), (3, 3), (2, 1)])
 def test_warp_kernel_equals_torch_product(dim, channels):
     """Verify that the kernel's decode equals the torch sparse × dense product to float32 round-off,
-    at queries in random order, at sparse points (snapped) and in two scenes of a batch."""
+    at queries in random order, at sparse points (snapped) and in three scenes of a batch (one with
+fewer sparse points than neighbours per query)."""
     dec = _trained_like(dim, channels, seed=dim + channels)
     y = torch.rand(300, dim)
     values = 0.05 * torch.randn(300, channels)
     queries = torch.cat([torch.rand(2000, dim), y[:40]])[torch.randperm(2040)]
-    batch = (torch.arange(300) >= 150).long()
-    query_batch = (torch.rand(2040) < 0.5).long()
+    batch = (torch.arange(300) >= 150).long() + (torch.arange(300) >= 295).long()  # scene 2: 5 points < k
+    query_batch = torch.randint(0, 3, (2040,))
     with torch.no_grad():
         for kw in ({}, {"batch": batch, "query_batch": query_batch}):
             plan = dec.plan(y, queries, **kw)
