@@ -155,9 +155,11 @@ class KernelIntegralDecoder(nn.Module):
         nearest = torch.full((m,), n, dtype=torch.long, device=dist.device).scatter_reduce(
             0, q_edges[1][is_nearest], q_edges[0][is_nearest], "amin")
         order = torch.argsort(nearest, stable=True)
-        counts = torch.bincount(q_edges[1], minlength=m)
-        c_o = counts[order]
-        perm = (torch.repeat_interleave(torch.cumsum(counts, 0)[order] - c_o - torch.cumsum(c_o, 0) + c_o, c_o)
+        counts = torch.bincount(q_edges[1], minlength=m)  # edges per query
+        starts = torch.cumsum(counts, 0) - counts  # first edge of each query now
+        row_counts = counts[order]
+        row_starts = torch.cumsum(row_counts, 0) - row_counts  # first edge of each row after
+        perm = (torch.repeat_interleave(starts[order] - row_starts, row_counts)
                 + torch.arange(q_edges.shape[1], device=dist.device))
         q_edges, offset, dist = q_edges[:, perm], offset[perm], dist[perm]
         rho = torch.zeros(m, dtype=dist.dtype, device=dist.device).scatter_reduce(
