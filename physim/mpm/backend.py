@@ -30,6 +30,7 @@ from physim.mpm.materials.base import (
     KIND_VON_MISES,
     LAW_MASK,
 )
+from physim.mpm.threaded_substeps import MAX_WORKERS, ThreadedSubsteps
 from physim.mpm.threads import worker_pool
 from physim.runtime import init_warp
 
@@ -229,13 +230,11 @@ class WarpBackend:
     # -------------------------------------------------------------------------------------- launch
     def _launch(self, ctx, x, v, C, F, table, records, friction, tau_ext):
         """`records.shape[0]` substeps: sort by cell, run the fused kernels, unsort."""
-        if not ctx.requires_grad and 1 < self.particle_workers <= 31 and not self.has_rigid:
+        if not ctx.requires_grad and 1 < self.particle_workers <= MAX_WORKERS and not self.has_rigid:
             # several CPU threads, two hand-overs per substep (rigid bodies move particles between the
-            # gather and the next scatter, and more than 31 workers do not fit the grid update's bit
-            # masks: they take the three-phase loop below)
+            # gather and the next scatter, and more than MAX_WORKERS workers do not fit the grid update's
+            # bit masks: they take the three-phase loop below)
             if self._threaded is None:
-                from physim.mpm.threaded_substeps import ThreadedSubsteps
-
                 self._threaded = ThreadedSubsteps(self)
             return self._threaded.run(ctx, x, v, C, F, table, records, friction, tau_ext)
         wp, T, cfg = self.wp, self.T, self.cfg
