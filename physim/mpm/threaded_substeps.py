@@ -7,7 +7,7 @@ of substep s − 1 and its scatter of substep s touch only its own particles and
 copy: they run back to back in one task, without a hand-over between them. The operation is
 
     A_0:  gather of the state into cell order, flags of the touched grid blocks, scatter 0
-    B_s:  grid update s (every worker a share of the touched blocks; the copies summed in order)
+    B_s:  grid update s (each worker the blocks its particles reach; the copies summed in order)
     A_s:  gather of substep s − 1, scatter of substep s                  (s = 1 … S − 1)
     C:    gather of substep S − 1, the state back into particle-id order
 
