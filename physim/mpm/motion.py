@@ -31,10 +31,15 @@ class _QuatMul(torch.autograd.Function):
     the backward pass evaluates three nodes instead of about a hundred small ones.
     """
 
+    generate_vmap_rule = True  # torch.func transforms (vjp, grad, vmap) may trace through it
+
     @staticmethod
-    def forward(ctx, a, b):
-        ctx.save_for_backward(a, b)
+    def forward(a, b):
         return _hamilton(a, b)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(*inputs)
 
     @staticmethod
     def backward(ctx, g):

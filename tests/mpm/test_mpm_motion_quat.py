@@ -76,3 +76,16 @@ def test_batched_substep_poses_gradient_matches_finite_differences():
         return rec, end
 
     assert_grad_matches_fd(fn, [t.requires_grad_(True) for t in (pose, lin, ang, tq)])
+
+
+def test_quat_mul_under_torch_func():
+    """Verify that torch.func's vjp and vmap trace through the one-node product."""
+    g = torch.Generator().manual_seed(3)
+    a, b, w = (torch.randn(4, 4, dtype=f64, generator=g) for _ in range(3))
+    _, vjp = torch.func.vjp(quat_mul, a, b)
+    ga, gb = vjp(w)
+    x, y = a.clone().requires_grad_(True), b.clone().requires_grad_(True)
+    (_reference_product(x, y) * w).sum().backward()
+    torch.testing.assert_close(ga, x.grad)
+    torch.testing.assert_close(gb, y.grad)
+    torch.testing.assert_close(torch.func.vmap(quat_mul)(a, b), _reference_product(a, b))
