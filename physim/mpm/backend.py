@@ -212,7 +212,11 @@ class WarpBackend:
             if grad:
                 a.grad.zero_()
         else:
-            a = self.wp.zeros(shape, dtype=dtype, device=self.device, requires_grad=grad)
+            # values that a kernel writes in full need no zero fill (their gradient does)
+            wp = self.wp
+            a = (wp.zeros if zero else wp.empty)(shape, dtype=dtype, device=self.device)
+            if grad:
+                a.requires_grad = True  # allocates a zero gradient
         self._lease.append((key, a))
         return a
 
