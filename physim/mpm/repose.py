@@ -13,7 +13,10 @@ on a grid fitted to the heap (the domain walls are far from the sand):
   the sand beyond the heap it could keep, so the deposit is flatter than the angle of repose
   and flatter the taller the column (Lube et al. 2004; Lajeunesse et al. 2004).
 
-`heap_angle` measures the flank with `physim.mpm.diagnostics.cone_angle`.
+`heap_angle` measures the flank with `physim.mpm.diagnostics.cone_angle`; `flank_stress_state`
+reads the Lode parameter and the mobilised friction on the flank. A heap must be about 8 cells
+tall for its flank to reach φ within 5°: coarser heaps settle flatter for numerical reasons
+(docs/mpm.md, "Sand in 3D, resolved").
 """
 
 from __future__ import annotations
