@@ -218,7 +218,7 @@ def flank_stress_state(sim: Simulator, state, center, *, depth: float = 2.0, low
     tau = 2 * mu * eps + lam * eps.sum(1, keepdim=True)
     sig = torch.sort(-tau, dim=1, descending=True).values  # compressions σ₁ ≥ σ₂ ≥ σ₃
     dev = tau - tau.mean(1, keepdim=True)
-    alpha = friction_alpha(float(mat.friction_angle), 3)
+    alpha = friction_alpha(float(sim.params[f"{body.name}.friction_angle"]), 3)
     yielded = dev.norm(dim=1) >= on_yield * alpha * (-tau.sum(1)).clamp_min(0) - 1e-12
     yielded &= tau.sum(1) < 0
     sig = sig[yielded]
