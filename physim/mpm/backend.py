@@ -102,7 +102,9 @@ class WarpBackend:
         # through its untaped substeps
         self.carry_j = all(b.material.kind in (KIND_NEWTONIAN, KIND_HERSCHEL_BULKLEY) for b in sim.bodies)
         if self.has_rigid:
-            self.rigid_sums1, self.rigid_sums2, self.rigid_apply = make_rigid_kernels(T)
+            self.rigid_k = make_rigid_kernels(T)
+            self.rigid_sums1, self.rigid_sums2, self.rigid_apply = (self.rigid_k.rigid_sums1, self.rigid_k.rigid_sums2,
+                                                                    self.rigid_k.rigid_apply)
 
         n = sim.particle_count
         self.n = n
@@ -668,8 +670,29 @@ class WarpBackend:
                                                msum, mx], outputs=[A, L, I], device=ctx.device)
         new = self._particles(ctx, fresh, tag)
         wp.launch(self.rigid_apply, self.n, inputs=[rslot, self.rbody, self.r0, x, v, C, F, msum, mx, mv, A, L, I],
-                  outputs=list(new), device=ctx.device)
+                  outputs=list(new), device=ctx.device, record_tape=not fresh)
+        if fresh:
+            self._record_rigid_adjoint(rslot, outs, new, (msum, mx, mv, A, L, I))
         return new
+
+    def _record_rigid_adjoint(self, rslot, outs, new, sums) -> None:
+        """Put the hand-written adjoint of `rigid_apply` on the tape (one SVD per body, not per particle)."""
+        wp, T, K, k, dev = self.wp, self.T, self.rigid_k, self.rigid_count, self.device
+        msum, A, L, I = sums[0], sums[3], sums[4], sums[5]
+        R, W = self._taped(k, T.mat, grad=False, zero=False), self._taped(k, T.mat, grad=False, zero=False)
+        dc, dvc = self._taped(k, T.vec, grad=False), self._taped(k, T.vec, grad=False)
+        dR, dW = self._taped(k, T.mat, grad=False), self._taped(k, T.mat, grad=False)
+        apply_in = [rslot, self.rbody, self.r0, R, W, *(a.grad for a in new)]
+        apply_out = [*(a.grad for a in outs), dc, dvc, dR, dW]
+        body_in = [*sums, dc, dvc, dR, dW]
+        body_out = [a.grad for a in sums]
+
+        def backward():
+            wp.launch(K.rigid_frame, k, inputs=[A, L, I, msum], outputs=[R, W], device=dev)
+            wp.launch(K.rigid_apply_adjoint, self.n, inputs=apply_in, outputs=apply_out, device=dev)
+            wp.launch(K.rigid_body_adjoint, k, inputs=body_in, outputs=body_out, device=dev)
+
+        wp._src.context.runtime.tape.record_func(backward=backward, arrays=[])
 
     # -------------------------------------------------------------------------------------- checks
     def check(self, substep0: int) -> None:
