@@ -103,6 +103,7 @@ class WarpBackend:
         self.carry_j = all(b.material.kind in (KIND_NEWTONIAN, KIND_HERSCHEL_BULKLEY) for b in sim.bodies)
         if self.has_rigid:
             self.rigid_k = make_rigid_kernels(T)
+            self.hand_rigid = True  # the taped rigid motion's adjoint is hand-written (False: Warp's)
             self.rigid_sums1, self.rigid_sums2, self.rigid_apply = (self.rigid_k.rigid_sums1, self.rigid_k.rigid_sums2,
                                                                     self.rigid_k.rigid_apply)
 
@@ -670,8 +671,8 @@ class WarpBackend:
                                                msum, mx], outputs=[A, L, I], device=ctx.device)
         new = self._particles(ctx, fresh, tag)
         wp.launch(self.rigid_apply, self.n, inputs=[rslot, self.rbody, self.r0, x, v, C, F, msum, mx, mv, A, L, I],
-                  outputs=list(new), device=ctx.device, record_tape=not fresh)
-        if fresh:
+                  outputs=list(new), device=ctx.device, record_tape=not fresh or not self.hand_rigid)
+        if fresh and self.hand_rigid:
             self._record_rigid_adjoint(rslot, outs, new, (msum, mx, mv, A, L, I))
         return new
 
