@@ -31,7 +31,7 @@ from pathlib import Path
 HORIZONS = {"IceCreamDynamic": 300, "IceCreamStatic": 200, "LatteArt": 100, "Transporting": 150}
 MATERIAL_KERNELS = ("stress", "stress_stored", "stress_stored_adjoint", "project_trial", "project_stored",
                     "project_stored_adjoint", "stress_elastic", "stress_elastic_adjoint", "rigid_sums1",
-                    "rigid_sums2", "rigid_apply")
+                    "rigid_sums2", "rigid_apply", "rigid_frame", "rigid_apply_adjoint", "rigid_body_adjoint")
 
 
 def _profile_launches():

@@ -103,7 +103,10 @@ class WarpBackend:
         self.carry_j = all(b.material.kind in (KIND_NEWTONIAN, KIND_HERSCHEL_BULKLEY) for b in sim.bodies)
         if self.has_rigid:
             self.rigid_k = make_rigid_kernels(T)
-            self.hand_rigid = True  # the taped rigid motion's adjoint is hand-written (False: Warp's)
+            # the taped rigid motion's adjoint: Warp's by default; the hand-written one (one SVD per body
+            # instead of two per particle, FD-tested) did not pay at `cpu` quality, where its two extra
+            # launches per substep cost what Warp's adjoint does (docs/benchmarks.md, "Material adjoints")
+            self.hand_rigid = False
             self.rigid_sums1, self.rigid_sums2, self.rigid_apply = (self.rigid_k.rigid_sums1, self.rigid_k.rigid_sums2,
                                                                     self.rigid_k.rigid_apply)
 

@@ -284,6 +284,7 @@ def test_von_mises_fluid_and_rigid_bodies_on_the_tape():
     sim = Simulator(cfg, bodies)
     be = sim._ensure_backend()
     assert be.stored_stress is not None and be.hand_project and not be.auto_stress
+    be.hand_rigid = True  # off by default (does not pay at cpu quality), checked here
     v0 = sim.reset().v
 
     def f(ea, eta, v):
@@ -296,12 +297,16 @@ def test_von_mises_fluid_and_rigid_bodies_on_the_tape():
 
 
 def test_rigid_shape_matching_adjoint_3d():
-    """Verify d x_T / d(v0, densities) of a spinning rigid cube in a fluid (hand-written `rigid_apply` adjoint)."""
+    """Verify d x_T / d(v0, densities) of a spinning rigid cube in a fluid (hand-written `rigid_apply` adjoint).
+
+    The hand-written adjoint is off by default (it does not pay at cpu quality); switched on here.
+    """
     cfg = SceneConfig(dim=3, grid=12, dt=4e-4, substeps=2, dtype="float64")
     bodies = [Body(name="r", shape=Box(center=(0.5, 0.5, 0.5), size=(0.2, 0.16, 0.18)), material=Rigid(density=600.0)),
               Body(name="w", shape=Box(center=(0.5, 0.3, 0.5), size=(0.4, 0.12, 0.4)),
                    material=NewtonianFluid(bulk_modulus=2e3, viscosity=0.2, density=1e3))]
     sim = Simulator(cfg, bodies)
+    sim._ensure_backend().hand_rigid = True
     s0 = sim.reset()
     rigid = sim.material_id == 0
     r = s0.x - s0.x[rigid].mean(0)
