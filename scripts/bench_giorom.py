@@ -8,13 +8,18 @@ test trajectories:
 - time per rollout step: GNS on the dense graph vs GIOROM's sparse step (and sparse step +
   dense decoding), median of interleaved repeats on the largest test scene, as ratios;
 - the decoder's time for 1k, 10k and 100k query points from a 1k-point sparse graph (with
-  the per-rollout neighbourhood plan cached, and including the plan), as ratios to 1k.
+  the per-rollout neighbourhood plan cached: torch sparse product and Warp kernel, interleaved;
+  and the plan build alone), as ratios to 1k.
 
 Command (what docs/benchmarks.md reports):
 
     physim data mpm --preset cpu-2d --out data/mpm-cpu-2d --workers 2
     python scripts/bench_giorom.py --data data/mpm-cpu-2d --budget 720 --out out/bench_giorom_cpu \
         --timing-sizes 2000 8000 --timing-repeats 3 --timing-steps 5
+
+The decoder timing alone (no dataset, about a minute):
+
+    python scripts/bench_giorom.py --only decoder --out out/bench_giorom_decoder
 
 Outputs: a table on stdout, `<out>/results.json`, `<out>/table.md`, and a video per
 material and model in `<out>/videos/`.
@@ -23,10 +28,12 @@ material and model in `<out>/videos/`.
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import torch
 import tyro
@@ -91,6 +98,12 @@ class BenchConfig:
     """Seed of every run."""
     models: tuple[str, ...] = field(default_factory=tuple)
     """Restrict to these model names (default: gns and every giorom-<s>)."""
+    only: Literal["all", "decoder"] = "all"
+    """``decoder``: only the decoder timing (an untrained GIOROM; no dataset needed; about a minute)."""
+    decoder_dim: int = 2
+    """Spatial dimension of the `--only decoder` timing."""
+    decoder_repeats: int = 21
+    """Interleaved repeats of each decoder timing."""
 
 
 def _sync() -> None:
@@ -202,8 +215,16 @@ def lattice_scene(count: int, spacing: float, bounds, dim: int, material: int = 
 
 
 @torch.no_grad()
+@torch.no_grad()
 def time_decoder(model: GIOROM, cfg: BenchConfig) -> list[dict[str, float]]:
-    """Decoder time for each query count from a `decoder_sparse`-point graph (a disc/ball body)."""
+    """Decoder time for each query count from a `decoder_sparse`-point graph (a disc/ball body).
+
+    Inference (no gradient), as in a rollout. For each query count: the decode with the plan cached
+    (the plan is built once per rollout) by the torch sparse product and by the Warp kernel, and
+    the plan build itself (neighbour search + matrix). Repeats are interleaved over the query
+    counts and the two paths; medians of the thread CPU time (one torch thread; Warp's CPU kernels
+    run on the calling thread) and of the wall time.
+    """
     dim = model.dim
     gen = torch.Generator().manual_seed(cfg.seed)
     n_dense = max(cfg.decoder_queries)
@@ -213,22 +234,80 @@ def time_decoder(model: GIOROM, cfg: BenchConfig) -> list[dict[str, float]]:
         x = x / torch.linalg.vector_norm(x, dim=1, keepdim=True) * torch.rand(n, 1, generator=gen) ** (1 / dim)
         return 0.5 + 0.2 * x
 
-    dense = body(n_dense).to(next(model.parameters()).device)
+    device = next(model.parameters()).device
+    dense = body(n_dense).to(device)
     sparse_ref = dense[torch.randperm(n_dense, generator=gen)[: cfg.decoder_sparse]]
-    sparse_now = sparse_ref + 0.01 * torch.sin(7 * sparse_ref)  # some deformation
+    values = 0.01 * torch.sin(7 * sparse_ref)  # some deformation
+    dec = model.decoder
+    plans = {q: dec.plan(sparse_ref, dense[:q]) for q in cfg.decoder_queries}
+    for q in cfg.decoder_queries:  # warm-up (and the kernel's compilation) before any timing
+        for backend in ("torch", "warp"):
+            dec(sparse_ref, values, dense[:q], plan=plans[q], backend=backend)
+    samples = {(q, k): ([], []) for q in cfg.decoder_queries for k in ("torch", "warp", "plan")}
+
+    def timed(key, fn):
+        _sync()
+        c0, w0 = time.thread_time(), time.perf_counter()
+        fn()
+        _sync()
+        samples[key][0].append(time.thread_time() - c0)
+        samples[key][1].append(time.perf_counter() - w0)
+
+    for rep in range(cfg.decoder_repeats):
+        for q in cfg.decoder_queries:
+            queries, plan = dense[:q], plans[q]
+            pair = ("torch", "warp") if rep % 2 == 0 else ("warp", "torch")
+            for backend in pair:
+                timed((q, backend), lambda b=backend, x=queries, p=plan: dec(sparse_ref, values, x, plan=p, backend=b))
+            if rep < cfg.timing_repeats:
+                timed((q, "plan"), lambda x=queries: dec.plan(sparse_ref, x))
     rows = []
     for q in cfg.decoder_queries:
-        queries = dense[:q]
-        plan = model.decoder_plan(sparse_ref, queries)
-        model.decoder(sparse_ref, sparse_now - sparse_ref, queries, plan=plan)  # warm-up
-        t_plan = _median_time(lambda q=queries, p=plan: model.decoder(sparse_ref, sparse_now - sparse_ref, q, plan=p),
-                              cfg.timing_repeats)
-        t_full = _median_time(lambda q=queries: model.decoder(sparse_ref, sparse_now - sparse_ref, q),
-                              cfg.timing_repeats)
-        rows.append({"queries": q, "seconds_cached_plan": t_plan, "seconds_with_search": t_full})
+        row = {"queries": q}
+        for k in ("torch", "warp", "plan"):
+            row[f"cpu_{k}"] = statistics.median(samples[(q, k)][0])
+            row[f"wall_{k}"] = statistics.median(samples[(q, k)][1])
+        rows.append(row)
     for r in rows:
-        r["ratio_cached_plan"] = r["seconds_cached_plan"] / rows[0]["seconds_cached_plan"]
-        r["ratio_with_search"] = r["seconds_with_search"] / rows[0]["seconds_with_search"]
+        for k in ("torch", "warp", "plan"):
+            r[f"ratio_cpu_{k}"] = r[f"cpu_{k}"] / rows[0][f"cpu_{k}"]
+            r[f"ratio_wall_{k}"] = r[f"wall_{k}"] / rows[0][f"wall_{k}"]
+    return rows
+
+
+def decoder_table(rows: list[dict[str, float]]) -> str:
+    """The decoder timing as a markdown table (thread CPU time; wall time in brackets)."""
+    lines = ["| queries (from a 1k-point graph) | decode, torch product [ms] | / 1k | decode, Warp kernel [ms] | "
+             "/ 1k | torch / kernel | plan build [ms] | / 1k |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['queries']:,} | {1e3 * r['cpu_torch']:.2f} ({1e3 * r['wall_torch']:.2f}) | "
+                     f"{r['ratio_cpu_torch']:.2f} | {1e3 * r['cpu_warp']:.2f} ({1e3 * r['wall_warp']:.2f}) | "
+                     f"{r['ratio_cpu_warp']:.2f} | {r['cpu_torch'] / r['cpu_warp']:.2f} | "
+                     f"{1e3 * r['cpu_plan']:.1f} ({1e3 * r['wall_plan']:.1f}) | {r['ratio_cpu_plan']:.1f} |")
+    return "\n".join(lines)
+
+
+def decoder_only(cfg: BenchConfig) -> list[dict[str, float]]:
+    """`--only decoder`: the decoder timing alone, with an untrained GIOROM (the decoder's cost does
+    not depend on its weights; its heads get random values so that every term is non-zero)."""
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    dim = cfg.decoder_dim
+    model = GIOROM(dim=dim, radius=0.05, sparsity=8.0, bounds=[[0.0] * dim, [1.0] * dim], num_types=5,
+                   hidden=cfg.hidden, gno_width=cfg.hidden).eval()
+    for head in (model.decoder.head_c, model.decoder.head_b, model.decoder.head_s):
+        torch.nn.init.normal_(head.weight, std=0.1)
+    rows = time_decoder(model, cfg)
+    table = decoder_table(rows)
+    load = os.getloadavg()
+    header = (f"decoder timing: dim {dim}, {cfg.decoder_sparse} sparse points, {cfg.decoder_repeats} interleaved "
+              f"repeats, torch threads {torch.get_num_threads()}, load average {load[0]:.2f} {load[1]:.2f} "
+              f"{load[2]:.2f} (at the end)")
+    print(header)
+    print(table)
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(cfg.out / "decoder.json", json.dumps({"rows": rows, "header": header}, indent=2))
+    atomic_write_text(cfg.out / "decoder.md", header + "\n\n" + table + "\n")
     return rows
 
 
@@ -294,6 +373,8 @@ def _map(fn, cfg: BenchConfig, names: list[str], parallel: bool) -> dict:
 
 
 def main(cfg: BenchConfig) -> dict:
+    if cfg.only == "decoder":
+        return {"decoder": decoder_only(cfg)}
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     _, _, test, meta, spacing, builders = _data(cfg)
@@ -354,11 +435,8 @@ def main(cfg: BenchConfig) -> dict:
                 cells += [f"{1e3 * row[n]['step']:.1f} ({g / row[n]['step']:.1f}×)",
                           f"{1e3 * row[n]['step+decode']:.1f} ({g / row[n]['step+decode']:.1f}×)"]
             lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "| queries (from a 1k-point graph) | decode, cached plan [ms] | / 1k | decode incl. neighbour "
-              "search [ms] | / 1k |", "|---|---|---|---|---|"]
-    for r in decoder:
-        lines.append(f"| {r['queries']:,} | {1e3 * r['seconds_cached_plan']:.2f} | {r['ratio_cached_plan']:.1f} | "
-                     f"{1e3 * r['seconds_with_search']:.2f} | {r['ratio_with_search']:.1f} |")
+    if decoder:
+        lines += ["", decoder_table(decoder)]
     row = ["constant velocity (no model)", "–"] + [f"{reference[m]:.2e}" if m in reference else "–"
                                                    for m in materials]
     row += [f"{reference['all'] / gns_all:.2f}" if gns_all else "–", "–", "–", "–", "–"]

@@ -181,6 +181,10 @@ def _search(points, queries, radius, k, same, skip_self, backend):
     if radius is not None:
         keep = _sq_dist(points, queries, src, dst) <= radius * radius
         src, dst = src[keep], dst[keep]
+    if dst.numel() == 0 or int(torch.bincount(dst).max()) <= k:
+        # No target has more than k candidates (cKDTree's k nearest of queries that are not the
+        # points): all are kept, and the selection's sorts (most of a 100k-query search) are skipped.
+        return src, dst
     return _nearest_per_target(points, queries, src, dst, k)
 
 
