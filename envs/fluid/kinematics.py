@@ -63,6 +63,7 @@ class ToolKinematics:
         self.initial_pose = torch.tensor([(*t.position, *t.rotation) for t in tools], **opts)
         # parts: which tool, and the pose in the tool frame
         self.part_tool = [k for k, t in enumerate(tools) for _ in t.parts]
+        self._part_index = torch.tensor(self.part_tool, device=device, dtype=torch.long)
         self.part_offset = torch.tensor([tuple(p.position[:3]) + (0.0,) * (3 - len(p.position)) for t in tools
                                          for p in t.parts], **opts).reshape(-1, 3)
         self.part_rotation = torch.tensor([tuple(p.rotation) for t in tools for p in t.parts], **opts).reshape(-1, 4)
@@ -85,7 +86,7 @@ class ToolKinematics:
 
     def part_poses(self, pose: torch.Tensor) -> torch.Tensor:
         """World poses of every tool part (n_parts, 7) from the tool poses (n_tools, 7)."""
-        idx = torch.tensor(self.part_tool, device=pose.device, dtype=torch.long)
+        idx = self._part_index if self._part_index.device == pose.device else self._part_index.to(pose.device)
         tp = pose.index_select(0, idx)
         pos = tp[:, :3] + quat_rotate(tp[:, 3:], self.part_offset)
         rot = quat_mul(tp[:, 3:], self.part_rotation)

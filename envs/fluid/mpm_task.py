@@ -162,6 +162,7 @@ class MPMTask:
         self.emissions = [self._emission(e, counts[e.body]) for e in spec.emitters]
         self.park = park
         self._used_cache: dict[int, torch.Tensor] = {}
+        self._offset3_cache: dict = {}
         self._obs_idx: list[tuple[str, torch.Tensor]] | None = None
         self._ctx: LossContext | None = None
         self._renderer = None
@@ -235,11 +236,18 @@ class MPMTask:
         targets = None
         if self.kin.part_count:
             parts = self.kin.part_poses(new_pose)
-            targets = torch.cat([parts[:, :3] - torch.as_tensor(self.offset3, dtype=parts.dtype,
-                                                                device=parts.device), parts[:, 3:]], dim=-1)
+            targets = torch.cat([parts[:, :3] - self._offset3_like(parts), parts[:, 3:]], dim=-1)
         mstate = self.sim.step(mstate, targets)
         mstate = self._emit(mstate, new_pose, t)
         return mstate, new_pose
+
+    def _offset3_like(self, t: torch.Tensor) -> torch.Tensor:
+        """`offset3` as a tensor of `t`'s dtype and device (made once: this runs every control step)."""
+        key = (t.dtype, t.device)
+        cached = self._offset3_cache.get(key)
+        if cached is None:
+            cached = self._offset3_cache[key] = torch.as_tensor(self.offset3, dtype=t.dtype, device=t.device)
+        return cached
 
     def _emit(self, s: State, pose: torch.Tensor, t: int) -> State:
         if t > self.spec.horizon:
