@@ -13,6 +13,11 @@ at ``--angle``, the lifting-cylinder test, a column collapse), flank measured on
 profile and, for comparison, by a direct fit over the surface columns:
 
     .venv/bin/python scripts/sand_repose.py --dim 3 --procedure lift collapse cone --phi 30 [--dx 0.015625]
+
+``--offsets 0 0.5`` repeats each heap with its axis shifted by half a cell (grid-alignment
+scatter); ``--lode-every 0.1`` logs the flank's Lode parameter b and mobilised friction φ_m
+every 0.1 s while the sand flows (`physim.mpm.repose.flank_stress_state`). Heaps need about
+8 cells of height to reach φ within 5° (docs/mpm.md, "Sand in 3D, resolved").
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from tqdm import tqdm
 import physim.mpm.materials.drucker_prager as dp
 from physim.mpm import Body, Box, DruckerPrager, PlaneCollider, SceneConfig, Simulator
 from physim.mpm.diagnostics import pile_angle
-from physim.mpm.repose import PROCEDURES, ReposeTest, heap_angle, repose_scene, settle
+from physim.mpm.repose import PROCEDURES, ReposeTest, flank_stress_state, heap_angle, repose_scene, settle
 
 CONES = {
     "plane_strain": dp.friction_alpha,
@@ -53,16 +58,27 @@ def collapse(phi: float, grid: int, seconds: float) -> dict:
             "spread_m": float(x.max() - x.min()), "vmax_m_s": float(s.v.abs().max())}
 
 
-def heap3d(phi: float, args, procedure: str) -> dict:
+def heap3d(phi: float, args, procedure: str, offset: float = 0.0) -> dict:
     mat = DruckerPrager(E=2e5, nu=0.3, friction_angle=phi, density=1.6e3)
     test = ReposeTest(procedure=procedure, material=mat, radius=args.radius, height=args.height, angle=args.angle,
-                      lift_speed=args.lift_speed, dx=args.dx, dt=args.dt)
+                      lift_speed=args.lift_speed, dx=args.dx, dt=args.dt, axis_offset=offset,
+                      runout=args.runout if args.runout is not None else 0.13)
     seconds = args.seconds if procedure != "lift" else args.seconds + (test.height + test.dx) / test.lift_speed
     sim, action, center = repose_scene(test)
+    lode = []
+
+    def probe(state):
+        r = flank_stress_state(sim, state, center, v_min=args.lode_vmin)
+        r["angle_deg"] = heap_angle(state, center, test.dx)
+        lode.append(r)
+        print(json.dumps({"lode": r}), flush=True)
+
     t0 = time.process_time()
-    s = settle(sim, action, seconds, progress=True)
+    s = settle(sim, action, seconds, progress=True, every=args.lode_every, probe=probe)
     x = s.x.double().numpy()
-    return {"angle_deg": heap_angle(s, center, test.dx), "angle_columns_deg": heap_angle(s, center, test.dx, "columns"),
+    h = float(x[:, 1].max() - center[1])
+    return {"axis_offset": offset, "heap_cells": h / test.dx, "lode_final": flank_stress_state(sim, s, center),
+            "angle_deg": heap_angle(s, center, test.dx), "angle_columns_deg": heap_angle(s, center, test.dx, "columns"),
             "height_m": float(x[:, 1].max() - center[1]),
             "spread_m": float(np.hypot(x[:, 0] - center[0], x[:, 2] - center[2]).max()),
             "vmax_m_s": float(s.v.abs().max()), "particles": len(x), "grid": list(sim.cfg.resolution),
@@ -85,19 +101,28 @@ def main() -> None:
     ap.add_argument("--height", type=float, default=0.12, help="3D: column height [m]")
     ap.add_argument("--angle", type=float, default=40.0, help="3D cone: initial slope [deg]")
     ap.add_argument("--lift-speed", type=float, default=0.1, help="3D lift: tube speed [m/s]")
+    ap.add_argument("--offsets", type=float, nargs="+", default=[0.0],
+                    help="3D: shifts of the heap axis in cells (e.g. 0 0.5: average out the grid alignment)")
+    ap.add_argument("--runout", type=float, default=None, help="3D: room around the footprint [m] (default 0.13)")
+    ap.add_argument("--lode-every", type=float, default=0.0,
+                    help="3D: log the flank's Lode parameter b and mobilised friction every this many seconds")
+    ap.add_argument("--lode-vmin", type=float, default=0.01, help="3D: flowing particles only: speed above [m/s]")
     args = ap.parse_args()
     if args.dim == 3:
         rows = []
         for phi in tqdm(args.phi, desc="friction angles"):
             for proc in args.procedure:
-                r = {"phi_deg": phi, "procedure": proc, "dx": args.dx, **heap3d(phi, args, proc)}
-                rows.append(r)
-                print(json.dumps(r), flush=True)
-        print("\n| φ [deg] | procedure | flank, radial profile [deg] | flank, surface columns [deg] | height [m] |")
-        print("|---|---|---|---|---|")
+                for off in args.offsets:
+                    r = {"phi_deg": phi, "procedure": proc, "dx": args.dx, **heap3d(phi, args, proc, off)}
+                    rows.append(r)
+                    print(json.dumps(r), flush=True)
+        print("\n| φ [deg] | procedure | axis offset [cells] | flank, radial profile [deg] "
+              "| flank, surface columns [deg] | height [m] | height [cells] | flank b |")
+        print("|---|---|---|---|---|---|---|---|")
         for r in rows:
-            print(f"| {r['phi_deg']:g} | {r['procedure']} | {r['angle_deg']:.1f} | {r['angle_columns_deg']:.1f} "
-                  f"| {r['height_m']:.3f} |")
+            print(f"| {r['phi_deg']:g} | {r['procedure']} | {r['axis_offset']:g} | {r['angle_deg']:.1f} "
+                  f"| {r['angle_columns_deg']:.1f} | {r['height_m']:.3f} | {r['heap_cells']:.1f} "
+                  f"| {r['lode_final']['b']:.2f} |")
         return
     rows = []
     for phi in tqdm(args.phi, desc="friction angles"):

@@ -20,6 +20,8 @@ from physim.errors import SimulationDiverged
 from physim.mpm.colliders import MeshCollider
 from physim.mpm.kernel_types import kernel_types
 from physim.mpm.materials.base import (
+    ELASTIC_STRESS,
+    HAND_WRITTEN_PROJECTION,
     HAND_WRITTEN_STRESS,
     KIND_COROTATED,
     KIND_DRUCKER_PRAGER,
@@ -29,6 +31,7 @@ from physim.mpm.materials.base import (
     KIND_RIGID,
     KIND_VON_MISES,
     LAW_MASK,
+    STORED_STRESS,
 )
 from physim.mpm.threaded_substeps import MAX_WORKERS, ThreadedSubsteps
 from physim.mpm.threads import worker_pool
@@ -73,14 +76,23 @@ class WarpBackend:
         self.hand_grid_adjoint = not sim.colliders or K.grid_update_collider_adjoint is not None
         self.grid_update_adjoint_blocks = K.grid_update_adjoint_blocks
         from physim.mpm.materials.elastic_kernels import make_elastic_stress_kernels
+        from physim.mpm.materials.taped_kernels import make_taped_material_kernels
 
         # taped stress: the elastic laws by a kernel with a hand-written adjoint (which reuses the stored
-        # SVD of the corotated law), the other laws present by `stress` with Warp's automatic adjoint
-        self.elastic_stress = make_elastic_stress_kernels(T, laws) if present & HAND_WRITTEN_STRESS else None
+        # SVD of the corotated law), the fluid, von Mises and rigid ones likewise (`taped_kernels`), the
+        # other laws present by `stress` with Warp's automatic adjoint
+        self.elastic_stress = make_elastic_stress_kernels(T, laws) if present & ELASTIC_STRESS else None
+        self.stored_stress = make_taped_material_kernels(T, laws) if present & STORED_STRESS else None
         self.auto_stress = bool(present - HAND_WRITTEN_STRESS)
         self.store_svd = KIND_COROTATED in present
+        self.store_vm_svd = KIND_VON_MISES in present
         # only these laws' plastic projection changes F: without them the taped substep's trial F is the new F
-        self.projects = bool(present & {KIND_VON_MISES, KIND_DRUCKER_PRAGER, KIND_NEWTONIAN, KIND_HERSCHEL_BULKLEY})
+        projecting = present & {KIND_VON_MISES, KIND_DRUCKER_PRAGER, KIND_NEWTONIAN, KIND_HERSCHEL_BULKLEY}
+        self.projects = bool(projecting)
+        # the projection's adjoint is hand-written unless another projecting law shares the scene
+        self.hand_project = self.projects and projecting <= HAND_WRITTEN_PROJECTION
+        if self.hand_project:
+            self.stored_project = make_taped_material_kernels(T, laws)
         self.vecg, self.vecv = T.vecg, T.vec
         from physim.mpm.sort_kernels import make_sort_kernels
 
@@ -92,7 +104,13 @@ class WarpBackend:
         # through its untaped substeps
         self.carry_j = all(b.material.kind in (KIND_NEWTONIAN, KIND_HERSCHEL_BULKLEY) for b in sim.bodies)
         if self.has_rigid:
-            self.rigid_sums1, self.rigid_sums2, self.rigid_apply = make_rigid_kernels(T)
+            self.rigid_k = make_rigid_kernels(T)
+            # the taped rigid motion's adjoint: Warp's by default; the hand-written one (one SVD per body
+            # instead of two per particle, FD-tested) did not pay at `cpu` quality, where its two extra
+            # launches per substep cost what Warp's adjoint does (docs/benchmarks.md, "Material adjoints")
+            self.hand_rigid = False
+            self.rigid_sums1, self.rigid_sums2, self.rigid_apply = (self.rigid_k.rigid_sums1, self.rigid_k.rigid_sums2,
+                                                                    self.rigid_k.rigid_apply)
 
         n = sim.particle_count
         self.n = n
@@ -346,8 +364,7 @@ class WarpBackend:
                           record_tape=False)
                 self._record_g2p_adjoint(args, outs, Ft, Fs, grid_v)
                 if self.projects:
-                    wp.launch(self.project_trial, n, inputs=[Ft, body, self.kinds, table],
-                              outputs=[outs[3], flags_all[s]], device=dev)
+                    self._taped_project(Ft, outs[3], body, table, flags_all[s])
             else:
                 wouts = [[*outs, flags_w[w, s], self._marks(w)] for w in range(self.particle_workers)]
                 if carry_j:
@@ -372,14 +389,12 @@ class WarpBackend:
         wp, n, dev = self.wp, self.n, self.device
         if self.auto_stress:
             wp.launch(self.stress, n, inputs=[Cs, Fs, body, self.kinds, table, tau_ext], outputs=[tau], device=dev)
+        if self.stored_stress is not None:
+            self._taped_stored_stress(Cs, Fs, body, table, tau)
         if self.elastic_stress is None:
             return
-        T = self.T
-        if self.store_svd:  # U, σ, V of each corotated particle, read by the adjoint instead of two new SVDs
-            svd = (self._taped(n, T.mat, grad=False, zero=False), self._taped(n, T.vec, grad=False, zero=False),
-                   self._taped(n, T.mat, grad=False, zero=False))
-        else:
-            svd = (self._no_svd(T.mat), self._no_svd(T.vec), self._no_svd(T.mat))
+        # U, σ, V of each corotated particle, read by the adjoint instead of two new SVDs
+        svd = self._svd_arrays(self.store_svd)
         K = self.elastic_stress
         wp.launch(K.stress_elastic, n, inputs=[Fs, body, self.kinds, table], outputs=[tau, *svd], device=dev,
                   record_tape=False)
@@ -389,6 +404,49 @@ class WarpBackend:
 
         def backward():
             wp.launch(K.stress_elastic_adjoint, n, inputs=adj_in, outputs=adj_out, device=dev)
+
+        wp._src.context.runtime.tape.record_func(backward=backward, arrays=[])
+
+    def _svd_arrays(self, store: bool):
+        """U, σ, V arrays of a taped kernel that stores an SVD (placeholders when no particle needs one)."""
+        T, n = self.T, self.n
+        if store:
+            return (self._taped(n, T.mat, grad=False, zero=False), self._taped(n, T.vec, grad=False, zero=False),
+                    self._taped(n, T.mat, grad=False, zero=False))
+        return self._no_svd(T.mat), self._no_svd(T.vec), self._no_svd(T.mat)
+
+    def _taped_stored_stress(self, Cs, Fs, body, table, tau) -> None:
+        """Stress of the fluid, von Mises and rigid particles, and its hand-written adjoint on the tape."""
+        wp, n, dev = self.wp, self.n, self.device
+        K = self.stored_stress
+        svd = self._svd_arrays(self.store_vm_svd)
+        wp.launch(K.stress_stored, n, inputs=[Fs, Cs, body, self.kinds, table], outputs=[tau, *svd], device=dev,
+                  record_tape=False)
+        tg = table.grad if table.requires_grad else self._dummy("table", table)
+        adj_in = [Fs, Cs, body, self.kinds, table, *svd, tau.grad, int(table.requires_grad)]
+        adj_out = [Fs.grad, Cs.grad, tg]
+
+        def backward():
+            wp.launch(K.stress_stored_adjoint, n, inputs=adj_in, outputs=adj_out, device=dev)
+
+        wp._src.context.runtime.tape.record_func(backward=backward, arrays=[])
+
+    def _taped_project(self, Ft, F_out, body, table, flags) -> None:
+        """Plastic projection of a taped substep: hand-written adjoint (von Mises, fluids) or Warp's."""
+        wp, n, dev = self.wp, self.n, self.device
+        if not self.hand_project:
+            wp.launch(self.project_trial, n, inputs=[Ft, body, self.kinds, table], outputs=[F_out, flags], device=dev)
+            return
+        K = self.stored_project
+        svd = self._svd_arrays(self.store_vm_svd)
+        wp.launch(K.project_stored, n, inputs=[Ft, body, self.kinds, table], outputs=[F_out, *svd, flags],
+                  device=dev, record_tape=False)
+        tg = table.grad if table.requires_grad else self._dummy("table", table)
+        adj_in = [Ft, body, self.kinds, table, F_out, *svd, F_out.grad, int(table.requires_grad)]
+        adj_out = [Ft.grad, tg]
+
+        def backward():
+            wp.launch(K.project_stored_adjoint, n, inputs=adj_in, outputs=adj_out, device=dev)
 
         wp._src.context.runtime.tape.record_func(backward=backward, arrays=[])
 
@@ -636,8 +694,29 @@ class WarpBackend:
                                                msum, mx], outputs=[A, L, I], device=ctx.device)
         new = self._particles(ctx, fresh, tag)
         wp.launch(self.rigid_apply, self.n, inputs=[rslot, self.rbody, self.r0, x, v, C, F, msum, mx, mv, A, L, I],
-                  outputs=list(new), device=ctx.device)
+                  outputs=list(new), device=ctx.device, record_tape=not fresh or not self.hand_rigid)
+        if fresh and self.hand_rigid:
+            self._record_rigid_adjoint(rslot, outs, new, (msum, mx, mv, A, L, I))
         return new
+
+    def _record_rigid_adjoint(self, rslot, outs, new, sums) -> None:
+        """Put the hand-written adjoint of `rigid_apply` on the tape (one SVD per body, not per particle)."""
+        wp, T, K, k, dev = self.wp, self.T, self.rigid_k, self.rigid_count, self.device
+        msum, A, L, I = sums[0], sums[3], sums[4], sums[5]
+        R, W = self._taped(k, T.mat, grad=False, zero=False), self._taped(k, T.mat, grad=False, zero=False)
+        dc, dvc = self._taped(k, T.vec, grad=False), self._taped(k, T.vec, grad=False)
+        dR, dW = self._taped(k, T.mat, grad=False), self._taped(k, T.mat, grad=False)
+        apply_in = [rslot, self.rbody, self.r0, R, W, *(a.grad for a in new)]
+        apply_out = [*(a.grad for a in outs), dc, dvc, dR, dW]
+        body_in = [*sums, dc, dvc, dR, dW]
+        body_out = [a.grad for a in sums]
+
+        def backward():
+            wp.launch(K.rigid_frame, k, inputs=[A, L, I, msum], outputs=[R, W], device=dev)
+            wp.launch(K.rigid_apply_adjoint, self.n, inputs=apply_in, outputs=apply_out, device=dev)
+            wp.launch(K.rigid_body_adjoint, k, inputs=body_in, outputs=body_out, device=dev)
+
+        wp._src.context.runtime.tape.record_func(backward=backward, arrays=[])
 
     # -------------------------------------------------------------------------------------- checks
     def check(self, substep0: int) -> None:

@@ -13,7 +13,10 @@ on a grid fitted to the heap (the domain walls are far from the sand):
   the sand beyond the heap it could keep, so the deposit is flatter than the angle of repose
   and flatter the taller the column (Lube et al. 2004; Lajeunesse et al. 2004).
 
-`heap_angle` measures the flank with `physim.mpm.diagnostics.cone_angle`.
+`heap_angle` measures the flank with `physim.mpm.diagnostics.cone_angle`; `flank_stress_state`
+reads the Lode parameter and the mobilised friction on the flank. A heap must be about 8 cells
+tall for its flank to reach φ within 5°: coarser heaps settle flatter for numerical reasons
+(docs/mpm.md, "Sand in 3D, resolved").
 """
 
 from __future__ import annotations
@@ -29,11 +32,12 @@ from physim.mpm.bodies import Body
 from physim.mpm.colliders import BoxCollider, PlaneCollider
 from physim.mpm.config import SceneConfig
 from physim.mpm.diagnostics import cone_angle
-from physim.mpm.materials import DruckerPrager
+from physim.mpm.materials import DruckerPrager, lame
+from physim.mpm.materials.drucker_prager import friction_alpha
 from physim.mpm.shapes import Particles
 from physim.mpm.simulator import Simulator
 
-__all__ = ["PROCEDURES", "ReposeTest", "heap_angle", "repose_scene", "settle"]
+__all__ = ["PROCEDURES", "ReposeTest", "flank_stress_state", "heap_angle", "repose_scene", "settle"]
 
 PROCEDURES = ("cone", "lift", "collapse")
 
@@ -73,6 +77,10 @@ class ReposeTest:
     """Substep [s]."""
     runout: float = 0.13
     """Room left around the initial footprint for the heap to spread [m]."""
+    axis_offset: float = 0.0
+    """Shift of the heap's axis along x and z, in cells, in [0, 1), from the domain centre (a grid
+    node when the node count is even, a cell centre when odd). Averaging over offsets 0 and 0.5
+    removes the grid-alignment scatter of small heaps."""
 
     def __post_init__(self) -> None:
         check_choice("procedure", self.procedure, PROCEDURES)
@@ -91,6 +99,7 @@ class ReposeTest:
         check_int("particles_per_cell", self.particles_per_cell, 1, 64)
         check_positive("dt", self.dt)
         check_range("runout", self.runout, 0.0)
+        check_range("axis_offset", self.axis_offset, 0.0, 1.0, high_inclusive=False)
 
 
 def _lattice(half_width: float, height: float, h: float) -> np.ndarray:
@@ -138,7 +147,8 @@ def repose_scene(test: ReposeTest) -> tuple[Simulator, torch.Tensor | None, tupl
     n_xz = math.ceil(2 * reach / dx) + 8
     floor = 4 * dx
     n_y = math.ceil((floor + top) / dx) + 5
-    center = np.array([n_xz * dx / 2, floor, n_xz * dx / 2])
+    off = t.axis_offset * dx
+    center = np.array([n_xz * dx / 2 + off, floor, n_xz * dx / 2 + off])
     cfg = SceneConfig(dim=3, grid=(n_xz, n_y, n_xz), dx=dx, dt=t.dt, substeps=max(1, round(5e-3 / t.dt)),
                       boundary="slip")
     colliders = [PlaneCollider(name="floor", position=(0.0, floor, 0.0), friction=t.floor_friction)]
@@ -151,9 +161,14 @@ def repose_scene(test: ReposeTest) -> tuple[Simulator, torch.Tensor | None, tupl
     return Simulator(cfg, [sand], colliders), action, tuple(float(c) for c in center)
 
 
-def settle(sim: Simulator, action, seconds: float, *, progress: bool = False):
-    """Run the experiment for `seconds` [s] without gradients; return the final state."""
+def settle(sim: Simulator, action, seconds: float, *, progress: bool = False, every: float = 0.0, probe=None):
+    """Run the experiment for `seconds` [s] without gradients; return the final state.
+
+    If ``every`` > 0, ``probe(state)`` is called every ``every`` seconds of simulated time (e.g.
+    `flank_stress_state` to follow the stress state while the sand flows).
+    """
     steps = max(1, round(seconds / sim.cfg.control_dt))
+    stride = max(1, round(every / sim.cfg.control_dt)) if every > 0 else 0
     s = sim.reset()
     it = range(steps)
     if progress:
@@ -161,9 +176,60 @@ def settle(sim: Simulator, action, seconds: float, *, progress: bool = False):
 
         it = tqdm(it, desc="sand heap", leave=False)
     with torch.no_grad():
-        for _ in it:
+        for i in it:
             s = sim.step(s, action)
+            if stride and probe is not None and (i + 1) % stride == 0:
+                probe(s)
     return s
+
+
+def flank_stress_state(sim: Simulator, state, center, *, depth: float = 2.0, low: float = 0.2, high: float = 0.8,
+                       v_min: float = 0.0, on_yield: float = 0.95) -> dict:
+    """Stress state of the sand near the heap's flank surface (one `DruckerPrager` body).
+
+    Particles are kept if they lie within ``depth`` cells under the top of their dx × dx column,
+    between ``low`` and ``high`` times the heap height, move faster than ``v_min`` [m/s], and sit on
+    the yield surface (‖dev τ‖ ≥ ``on_yield`` · α · (−tr τ)). With the principal Kirchhoff stresses
+    as compressions σ₁ ≥ σ₂ ≥ σ₃ (σ = −τ), it reports the medians of the Lode parameter
+    b = (σ₂ − σ₃)/(σ₁ − σ₃) (0: triaxial compression, where Klár's cone is Mohr–Coulomb(φ); 1:
+    triaxial extension; 0.5 in plane-strain flow of this flow rule) and of the mobilised
+    Mohr–Coulomb friction φ_m = asin((σ₁ − σ₃)/(σ₁ + σ₃)) [deg].
+
+    Returns:
+        dict with ``time`` [s], ``n`` (particles kept), ``fraction_on_yield`` (of the flank band),
+        ``b`` and ``phi_m_deg`` (medians, NaN if none), ``b_q25``/``b_q75`` (quartiles).
+    """
+    body = sim.bodies[0]
+    mat = body.material
+    x = state.x.detach().double()
+    F = state.F.detach().double()
+    dx = sim.cfg.spacing
+    y = x[:, 1] - center[1]
+    key = torch.floor(x[:, 0] / dx).long() * (1 << 32) + torch.floor(x[:, 2] / dx).long()
+    _, inv = torch.unique(key, return_inverse=True)
+    top = torch.full((int(inv.max()) + 1,), -1e9, dtype=y.dtype).scatter_reduce(0, inv, y, "amax")
+    h = float(y.max())
+    band = (top[inv] - y < depth * dx) & (top[inv] > low * h) & (top[inv] < high * h)
+    if v_min > 0:
+        band &= state.v.detach().double().norm(dim=1) > v_min
+    mu, lam = lame(sim.params[f"{body.name}.E"].double(), sim.params[f"{body.name}.nu"].double())
+    s = torch.linalg.svdvals(F[band]).clamp_min(mat.sigma_min)
+    eps = torch.log(s)
+    tau = 2 * mu * eps + lam * eps.sum(1, keepdim=True)
+    sig = torch.sort(-tau, dim=1, descending=True).values  # compressions σ₁ ≥ σ₂ ≥ σ₃
+    dev = tau - tau.mean(1, keepdim=True)
+    alpha = friction_alpha(float(sim.params[f"{body.name}.friction_angle"]), 3)
+    yielded = dev.norm(dim=1) >= on_yield * alpha * (-tau.sum(1)).clamp_min(0) - 1e-12
+    yielded &= tau.sum(1) < 0
+    sig = sig[yielded]
+    out = {"time": float(state.time), "n": int(yielded.sum()),
+           "fraction_on_yield": float(yielded.double().mean()) if band.any() else float("nan")}
+    if len(sig) == 0:
+        return {**out, "b": float("nan"), "b_q25": float("nan"), "b_q75": float("nan"), "phi_m_deg": float("nan")}
+    b = (sig[:, 1] - sig[:, 2]) / (sig[:, 0] - sig[:, 2]).clamp_min(1e-30)
+    phi_m = torch.rad2deg(torch.asin(((sig[:, 0] - sig[:, 2]) / (sig[:, 0] + sig[:, 2])).clamp(-1, 1)))
+    q = torch.quantile(b, torch.tensor([0.25, 0.5, 0.75], dtype=b.dtype))
+    return {**out, "b": float(q[1]), "b_q25": float(q[0]), "b_q75": float(q[2]), "phi_m_deg": float(phi_m.median())}
 
 
 def heap_angle(state, center, dx: float, method: str = "radial") -> float:

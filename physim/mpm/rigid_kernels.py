@@ -7,6 +7,7 @@ recomputed per particle, which is cheaper than another launch for a few bodies).
 """
 
 import functools
+from types import SimpleNamespace
 
 import warp as wp
 
@@ -18,9 +19,12 @@ __all__ = ["make_rigid_kernels"]
 
 @functools.cache
 def make_rigid_kernels(T: KernelTypes):
-    """Kernels ``rigid_sums1, rigid_sums2, rigid_apply``."""
+    """Kernels ``rigid_sums1, rigid_sums2, rigid_apply`` and, for the taped path, ``rigid_frame`` and the
+    hand-written adjoint of `rigid_apply` (``rigid_apply_adjoint`` per particle, ``rigid_body_adjoint`` per
+    body); the sums keep Warp's automatic adjoints (a few atomics per particle)."""
     dim, float_t, vec, mat, vec3, mat3 = T.dim, T.float, T.vec, T.mat, T.vec3, T.mat3
-    polar = make_svd_funcs(T).polar
+    S = make_svd_funcs(T)
+    polar, svd, polar_svd = S.polar, S.svd, S.polar_svd
 
     @wp.kernel
     def rigid_sums1(
@@ -142,4 +146,115 @@ def make_rigid_kernels(T: KernelTypes):
             C_out[p] = W
             F_out[p] = R
 
-    return rigid_sums1, rigid_sums2, rigid_apply
+    @wp.kernel
+    def rigid_frame(
+        A: wp.array(dtype=mat),
+        L: wp.array(dtype=vec3),
+        I: wp.array(dtype=mat3),
+        msum: wp.array(dtype=float_t),
+        # outputs
+        R_out: wp.array(dtype=mat),
+        W_out: wp.array(dtype=mat),
+    ):
+        """Rotation R = polar(A) and spin matrix W of each body, as `rigid_apply` computes them per particle
+        (one SVD per body for the adjoint, instead of one per particle)."""
+        rb = wp.tid()
+        U, _s, V = svd(A[rb])
+        R_out[rb] = polar_svd(U, V)
+        Ireg = I[rb] + float_t(1e-12) * msum[rb] * wp.identity(n=3, dtype=float_t)
+        w = wp.inverse(Ireg) * L[rb]
+        if wp.static(dim == 3):
+            W_out[rb] = mat(float_t(0.0), -w[2], w[1], w[2], float_t(0.0), -w[0], -w[1], w[0], float_t(0.0))
+        else:
+            W_out[rb] = mat(float_t(0.0), -w[2], w[2], float_t(0.0))
+
+    @wp.kernel
+    def rigid_apply_adjoint(
+        rslot: wp.array(dtype=wp.int32),
+        rbody: wp.array(dtype=wp.int32),
+        r0: wp.array(dtype=vec),
+        R: wp.array(dtype=mat),
+        W: wp.array(dtype=mat),
+        x_out_grad: wp.array(dtype=vec),
+        v_out_grad: wp.array(dtype=vec),
+        C_out_grad: wp.array(dtype=mat),
+        F_out_grad: wp.array(dtype=mat),
+        # outputs (accumulated)
+        x_grad: wp.array(dtype=vec),
+        v_grad: wp.array(dtype=vec),
+        C_grad: wp.array(dtype=mat),
+        F_grad: wp.array(dtype=mat),
+        c_grad: wp.array(dtype=vec),
+        vc_grad: wp.array(dtype=vec),
+        R_grad: wp.array(dtype=mat),
+        W_grad: wp.array(dtype=mat),
+    ):
+        """Hand-written adjoint of `rigid_apply`, per particle: copies pass their gradients on; a rigid
+        particle (x = c + R r₀, v = v_c + W R r₀, C = W, F = R) adds to its body's ∂c, ∂v_c, ∂R, ∂W."""
+        p = wp.tid()
+        t = rslot[p]
+        if t < 0:
+            x_grad[p] = x_grad[p] + x_out_grad[p]
+            v_grad[p] = v_grad[p] + v_out_grad[p]
+            C_grad[p] = C_grad[p] + C_out_grad[p]
+            F_grad[p] = F_grad[p] + F_out_grad[p]
+            return
+        rb = rbody[t]
+        r = r0[t]
+        gx = x_out_grad[p]
+        gv = v_out_grad[p]
+        Rb = R[rb]
+        Wb = W[rb]
+        wp.atomic_add(c_grad, rb, gx)
+        wp.atomic_add(vc_grad, rb, gv)
+        wp.atomic_add(R_grad, rb, wp.outer(gx + wp.transpose(Wb) * gv, r) + F_out_grad[p])
+        wp.atomic_add(W_grad, rb, wp.outer(gv, Rb * r) + C_out_grad[p])
+
+    @wp.kernel
+    def rigid_body_adjoint(
+        msum: wp.array(dtype=float_t),
+        mx: wp.array(dtype=vec),
+        mv: wp.array(dtype=vec),
+        A: wp.array(dtype=mat),
+        L: wp.array(dtype=vec3),
+        I: wp.array(dtype=mat3),
+        c_grad: wp.array(dtype=vec),
+        vc_grad: wp.array(dtype=vec),
+        R_grad: wp.array(dtype=mat),
+        W_grad: wp.array(dtype=mat),
+        # outputs (accumulated)
+        msum_grad: wp.array(dtype=float_t),
+        mx_grad: wp.array(dtype=vec),
+        mv_grad: wp.array(dtype=vec),
+        A_grad: wp.array(dtype=mat),
+        L_grad: wp.array(dtype=vec3),
+        I_grad: wp.array(dtype=mat3),
+    ):
+        """Per body: ∂A = polarᵀ(∂R) (finite for coincident σ), ω = I_reg⁻¹ L gives ∂L = I_reg⁻ᵀ ∂ω and
+        ∂I = −I_reg⁻ᵀ ∂ω ωᵀ, c = Σmx/M and v_c = Σmv/M give ∂(Σmx), ∂(Σmv) and ∂M."""
+        rb = wp.tid()
+        M = msum[rb]
+        dW = W_grad[rb]
+        dw = vec3()
+        if wp.static(dim == 3):
+            dw = vec3(dW[2, 1] - dW[1, 2], dW[0, 2] - dW[2, 0], dW[1, 0] - dW[0, 1])
+        else:
+            dw = vec3(float_t(0.0), float_t(0.0), dW[1, 0] - dW[0, 1])
+        Iinv = wp.inverse(I[rb] + float_t(1e-12) * M * wp.identity(n=3, dtype=float_t))
+        w = Iinv * L[rb]
+        dI = -(wp.transpose(Iinv) * wp.outer(dw, w))
+        I_grad[rb] = I_grad[rb] + dI
+        L_grad[rb] = L_grad[rb] + wp.transpose(Iinv) * dw
+        U, s, V = svd(A[rb])
+        A_grad[rb] = A_grad[rb] + S.polar_adjoint(U, s, V, R_grad[rb])
+        dc = c_grad[rb]
+        dvc = vc_grad[rb]
+        mx_grad[rb] = mx_grad[rb] + dc / M
+        mv_grad[rb] = mv_grad[rb] + dvc / M
+        c = mx[rb] / M
+        vc = mv[rb] / M
+        msum_grad[rb] = msum_grad[rb] - (wp.dot(dc, c) + wp.dot(dvc, vc)) / M + float_t(1e-12) * wp.trace(dI)
+
+    return SimpleNamespace(rigid_sums1=rigid_sums1, rigid_sums2=rigid_sums2, rigid_apply=rigid_apply,
+                           rigid_frame=rigid_frame, rigid_apply_adjoint=rigid_apply_adjoint,
+                           rigid_body_adjoint=rigid_body_adjoint)

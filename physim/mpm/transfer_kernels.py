@@ -234,11 +234,14 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool, has_c
     ):
         """Kirchhoff stress of each particle (the taped substep stores it: the scatter's adjoint then
         does not replay the material, whose adjoint runs once, in this kernel's). The elastic laws are
-        left to `stress_elastic` (hand-written adjoint, `materials.elastic_kernels`)."""
+        left to `stress_elastic` (hand-written adjoint, `materials.elastic_kernels`), the fluid, von Mises
+        and rigid ones to `stress_stored` (`materials.taped_kernels`)."""
         p = wp.tid()
         b = body[p]
         kind = kinds[b] & LAW_MASK
         if kind == mb.KIND_COROTATED or kind == mb.KIND_NEOHOOKEAN or kind == mb.KIND_STVK:
+            return
+        if kind == mb.KIND_NEWTONIAN or kind == mb.KIND_VON_MISES or kind == mb.KIND_RIGID:
             return
         text = mat()
         if wp.static(has_neural):

@@ -21,6 +21,8 @@ __all__ = [
     "COL_MU",
     "COL_P0",
     "COL_RHO",
+    "ELASTIC_STRESS",
+    "HAND_WRITTEN_PROJECTION",
     "HAND_WRITTEN_STRESS",
     "KIND_COROTATED",
     "KIND_DRUCKER_PRAGER",
@@ -32,6 +34,7 @@ __all__ = [
     "KIND_STVK",
     "KIND_VON_MISES",
     "LAW_MASK",
+    "STORED_STRESS",
     "TABLE_WIDTH",
     "TORCH_PROJECTION",
     "Material",
@@ -51,9 +54,15 @@ KIND_RIGID = 7
 KIND_NEURAL = 8
 LAW_MASK = 15
 TORCH_PROJECTION = 16
-# Laws whose stress has a hand-written adjoint on the taped path (`elastic_kernels.stress_elastic`);
-# the others' taped stress keeps Warp's automatic adjoint.
-HAND_WRITTEN_STRESS = frozenset({KIND_COROTATED, KIND_NEOHOOKEAN, KIND_STVK})
+# Laws whose stress has a hand-written adjoint on the taped path: the elastic ones
+# (`elastic_kernels.stress_elastic`) and the stored ones (`taped_kernels.stress_stored`: fluid,
+# von Mises, rigid); the others' taped stress keeps Warp's automatic adjoint.
+ELASTIC_STRESS = frozenset({KIND_COROTATED, KIND_NEOHOOKEAN, KIND_STVK})
+STORED_STRESS = frozenset({KIND_NEWTONIAN, KIND_VON_MISES, KIND_RIGID})
+HAND_WRITTEN_STRESS = ELASTIC_STRESS | STORED_STRESS
+# Laws whose plastic projection has a hand-written adjoint (`taped_kernels.project_stored`); a scene
+# with another projecting law (Drucker–Prager, Herschel–Bulkley) keeps Warp's for all its particles.
+HAND_WRITTEN_PROJECTION = frozenset({KIND_VON_MISES, KIND_NEWTONIAN})
 
 # Columns of the per-body table: density, Lamé μ and λ, then law-specific parameters.
 COL_RHO, COL_MU, COL_LAM, COL_P0 = 0, 1, 2, 3

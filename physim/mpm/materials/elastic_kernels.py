@@ -33,7 +33,8 @@ __all__ = ["make_elastic_funcs", "make_elastic_stress_kernels"]
 
 @functools.cache
 def make_elastic_funcs(T: KernelTypes):
-    """Kirchhoff stress functions τ(F, μ, λ): ``corotated, neohookean, stvk, hencky`` (+ σ clamp)."""
+    """Kirchhoff stress functions τ(F, μ, λ): ``corotated, neohookean, stvk, hencky`` (+ σ clamp), and the
+    helpers of the hand-written adjoints ``cofactor`` (∂ det F/∂F) and ``inner`` (Σ A_ij B_ij)."""
     dim, float_t, vec, mat = T.dim, T.float, T.vec, T.mat
     S = make_svd_funcs(T)
     singular_values, iso_map, polar, pair_limits = S.singular_values, S.iso_map, S.polar, S.pair_limits
@@ -86,29 +87,6 @@ def make_elastic_funcs(T: KernelTypes):
         P = iso_map(F, h, pair_limits(c))
         return P * wp.transpose(F)
 
-    return SimpleNamespace(corotated=corotated, corotated_r=corotated_r, neohookean=neohookean, stvk=stvk,
-                           hencky=hencky)
-
-
-@functools.cache
-def make_elastic_stress_kernels(T: KernelTypes, laws: frozenset):
-    """Kernels ``stress_elastic`` (taped forward, stores the corotated SVD) and ``stress_elastic_adjoint``.
-
-    `laws` lists the material codes compiled in (only those of `base.HAND_WRITTEN_STRESS` matter here).
-    Particles of other laws are left alone by both kernels.
-    """
-    dim, float_t, vec, mat = T.dim, T.float, T.vec, T.mat
-    E = make_elastic_funcs(T)
-    S = make_svd_funcs(T)
-    has_corot = mb.KIND_COROTATED in laws
-    has_neo = mb.KIND_NEOHOOKEAN in laws
-    has_stvk = mb.KIND_STVK in laws
-    LAW_MASK = mb.LAW_MASK
-
-    @wp.func
-    def identity() -> mat:
-        return wp.identity(n=dim, dtype=float_t)
-
     @wp.func
     def cofactor(F: mat) -> mat:
         """∂ det F / ∂F (finite for singular F, unlike J F⁻ᵀ)."""
@@ -135,6 +113,29 @@ def make_elastic_stress_kernels(T: KernelTypes, laws: frozenset):
             for j in range(dim):
                 out += A[i, j] * B[i, j]
         return out
+
+    return SimpleNamespace(corotated=corotated, corotated_r=corotated_r, neohookean=neohookean, stvk=stvk,
+                           hencky=hencky, cofactor=cofactor, inner=inner)
+
+
+@functools.cache
+def make_elastic_stress_kernels(T: KernelTypes, laws: frozenset):
+    """Kernels ``stress_elastic`` (taped forward, stores the corotated SVD) and ``stress_elastic_adjoint``.
+
+    `laws` lists the material codes compiled in (only those of `base.ELASTIC_STRESS` matter here).
+    Particles of other laws are left alone by both kernels.
+    """
+    dim, float_t, vec, mat = T.dim, T.float, T.vec, T.mat
+    E = make_elastic_funcs(T)
+    S = make_svd_funcs(T)
+    has_corot = mb.KIND_COROTATED in laws
+    has_neo = mb.KIND_NEOHOOKEAN in laws
+    has_stvk = mb.KIND_STVK in laws
+    LAW_MASK = mb.LAW_MASK
+
+    @wp.func
+    def identity() -> mat:
+        return wp.identity(n=dim, dtype=float_t)
 
     @wp.kernel
     def stress_elastic(
@@ -208,8 +209,8 @@ def make_elastic_stress_kernels(T: KernelTypes, laws: frozenset):
                 J = wp.determinant(Fp)
                 dA = float_t(2.0) * mu * (G * Fp)
                 dF = float_t(2.0) * mu * (wp.transpose(G) * A) + dA - S.polar_adjoint(U, s_in[p], V, dA)
-                dF = dF + (lam * (float_t(2.0) * J - float_t(1.0)) * trG) * cofactor(Fp)
-                dmu = float_t(2.0) * inner(G, A * wp.transpose(Fp))
+                dF = dF + (lam * (float_t(2.0) * J - float_t(1.0)) * trG) * E.cofactor(Fp)
+                dmu = float_t(2.0) * E.inner(G, A * wp.transpose(Fp))
                 dlam = J * (J - float_t(1.0)) * trG
         if wp.static(has_neo):
             if kind == mb.KIND_NEOHOOKEAN:
@@ -217,8 +218,8 @@ def make_elastic_stress_kernels(T: KernelTypes, laws: frozenset):
                 J = wp.max(det, float_t(1e-6))
                 dF = mu * ((G + wp.transpose(G)) * Fp)
                 if det > float_t(1e-6):
-                    dF = dF + (lam * trG / J) * cofactor(Fp)
-                dmu = inner(G, Fp * wp.transpose(Fp) - identity())
+                    dF = dF + (lam * trG / J) * E.cofactor(Fp)
+                dmu = E.inner(G, Fp * wp.transpose(Fp) - identity())
                 dlam = wp.log(J) * trG
         if wp.static(has_stvk):
             if kind == mb.KIND_STVK:
@@ -227,7 +228,7 @@ def make_elastic_stress_kernels(T: KernelTypes, laws: frozenset):
                 Sb = wp.transpose(Fp) * G * Fp
                 Eb = float_t(2.0) * mu * Sb + lam * wp.trace(Sb) * identity()
                 dF = (G + wp.transpose(G)) * Fp * Sm + float_t(0.5) * (Fp * (Eb + wp.transpose(Eb)))
-                dmu = float_t(2.0) * inner(Sb, Em)
+                dmu = float_t(2.0) * E.inner(Sb, Em)
                 dlam = wp.trace(Em) * wp.trace(Sb)
         F_grad[p] = F_grad[p] + dF
         if table_needs_grad != 0:

@@ -92,4 +92,4 @@ def make_fluid_funcs(T: KernelTypes):
         return M
 
     return SimpleNamespace(newtonian=newtonian, herschel_bulkley=herschel_bulkley, volumetric=volumetric,
-                           with_det=with_det)
+                           with_det=with_det, dev_rate=dev_rate)
