@@ -62,7 +62,17 @@ def _since(t):
     return time.perf_counter() - t[0], time.process_time() - t[1]
 
 
-def worker(task: str, quality: str, horizon: int | None, repeat: bool = False) -> dict:
+def warmed_up_env(task: str, quality: str, horizon: int | None):
+    """The task's env, reset with seed 0, its demo actions, and both paths' kernels compiled.
+
+    The warm-up compiles the kernels of both paths on a short horizon and runs the checkpointed
+    backward once (its first `torch.autograd.grad` imports torch's symbolic-shape machinery, a
+    one-off 0.4 s that would otherwise land in the timed forward+backward). Also used by
+    `bench_material_adjoints.py`.
+
+    Returns:
+        (env, actions): the gymnasium env and the demo actions, shape (T, action_dim).
+    """
     import gymnasium as gym
     import physim.envs  # noqa: F401
     import torch
@@ -74,10 +84,6 @@ def worker(task: str, quality: str, horizon: int | None, repeat: bool = False) -
     u = env.unwrapped
     env.reset(seed=0)  # records the goal (shape-matching tasks)
     actions = torch.as_tensor(u.demo_actions())
-    T = actions.shape[0]
-    # warm-up: compile the kernels of both paths on a short horizon, and run the checkpointed
-    # backward once (its first `torch.autograd.grad` imports torch's symbolic-shape machinery,
-    # a one-off 0.4 s that would otherwise land in the timed forward+backward)
     a = actions[:2].clone().requires_grad_(True)
     u.rollout_loss(a).backward()
     if getattr(u, "checkpoint_every", None) is not None:
@@ -85,6 +91,15 @@ def worker(task: str, quality: str, horizon: int | None, repeat: bool = False) -
         a = actions[:2].clone().requires_grad_(True)
         u.rollout_loss(a).backward()
         u.checkpoint_every = plan
+    return env, actions
+
+
+def worker(task: str, quality: str, horizon: int | None, repeat: bool = False) -> dict:
+    import torch
+
+    env, actions = warmed_up_env(task, quality, horizon)
+    u = env.unwrapped
+    T = actions.shape[0]
 
     env.reset(seed=0)
     t = _clock()

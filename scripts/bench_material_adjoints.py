@@ -55,26 +55,13 @@ def _profile_launches():
 
 
 def worker(task: str, horizon: int, mode: str) -> dict:
-    import gymnasium as gym
-    import physim.envs  # noqa: F401
     import torch
-    from physim.envs.fluid.registry import env_id
+    from bench_envs import warmed_up_env  # this script's folder is first on sys.path
 
     import physim.mpm.backend as backend
 
-    torch.set_num_threads(1)
-    env = gym.make(env_id(task), quality="cpu", horizon=horizon)
+    env, actions = warmed_up_env(task, "cpu", horizon)
     u = env.unwrapped
-    env.reset(seed=0)
-    actions = torch.as_tensor(u.demo_actions())
-    # warm-up: kernels of both paths compiled, the checkpointed backward run once
-    a = actions[:2].clone().requires_grad_(True)
-    u.rollout_loss(a).backward()
-    if getattr(u, "checkpoint_every", None) is not None:
-        plan, u.checkpoint_every = u.checkpoint_every, 1
-        a = actions[:2].clone().requires_grad_(True)
-        u.rollout_loss(a).backward()
-        u.checkpoint_every = plan
     out = {"task": task, "horizon": int(actions.shape[0]), "backend": backend.__file__,
            "particles": getattr(getattr(u._task, "sim", None), "particle_count", 0)}
     if mode == "profile":
