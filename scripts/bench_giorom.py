@@ -82,6 +82,8 @@ class BenchConfig:
     """Model steps per timing repeat."""
     threads: int = 1
     """torch CPU threads (the machine is shared: one thread gives steadier ratios)."""
+    timing_all_test: bool = False
+    """Also time every test scene (not only the largest): speed-ups over the range of scene sizes."""
     timing_sizes: tuple[int, ...] = (2_000, 4_000, 8_000, 12_000)
     """Particle counts of the step-time sweep (lattice blocks at the data's particle spacing)."""
     decoder_queries: tuple[int, ...] = (1_000, 10_000, 100_000)
@@ -397,6 +399,15 @@ def main(cfg: BenchConfig) -> dict:
     reference = constant_velocity_mse(test, cfg.steps)
     largest = max(test, key=lambda t: t.particle_count)
     timing = time_steps(trained, largest, cfg)
+    # Every other test scene too, so the speed-up is reported over the whole range of scene sizes
+    # the MSE is measured on, not only at the largest.
+    per_scene = [{"scene": largest.name, "particles": largest.particle_count, **timing}]
+    if cfg.timing_all_test:
+        for traj in sorted(test, key=lambda t: t.particle_count):
+            if traj is not largest:
+                per_scene.append({"scene": traj.name, "particles": traj.particle_count,
+                                  **time_steps(trained, traj, cfg)})
+        per_scene.sort(key=lambda r: r["particles"])
     sweep = []
     for count in cfg.timing_sizes:
         scene = lattice_scene(count, spacing, bounds, meta.dim)
@@ -406,6 +417,15 @@ def main(cfg: BenchConfig) -> dict:
               + ", ".join(f"{k} {1e3 * v['step']:.1f} ms" for k, v in t.items()), flush=True)
     giorom = next((m for m in trained.values() if isinstance(m, GIOROM)), None)
     decoder = time_decoder(giorom, cfg) if giorom is not None else []
+    other = [n for n in trained if n != "gns"]
+    scene_lines = []
+    if len(per_scene) > 1 and "gns" in trained:
+        scene_lines = ["", "| test scene | particles | GNS step [ms] | " + " | ".join(
+            f"GNS / {n} step | GNS / {n} step+decode" for n in other) + " |", "|---|---|---|" + "---|---|" * len(other)]
+        for r in per_scene:
+            g = r["gns"]["step"]
+            scene_lines.append(f"| {r['scene']} | {r['particles']:,} | {1e3 * g:.1f} | " + " | ".join(
+                f"{g / r[n]['step']:.1f}× | {g / r[n]['step+decode']:.1f}×" for n in other) + " |")
 
     materials = [*sorted({k for e in evaluation.values() for k in e if k != "all"}), "all"]
     lines = ["| model | stepped particles | " + " | ".join(f"MSE {m} [m²]" for m in materials)
@@ -435,6 +455,7 @@ def main(cfg: BenchConfig) -> dict:
                 cells += [f"{1e3 * row[n]['step']:.1f} ({g / row[n]['step']:.1f}×)",
                           f"{1e3 * row[n]['step+decode']:.1f} ({g / row[n]['step+decode']:.1f}×)"]
             lines.append("| " + " | ".join(cells) + " |")
+    lines += scene_lines
     if decoder:
         lines += ["", decoder_table(decoder)]
     row = ["constant velocity (no model)", "–"] + [f"{reference[m]:.2e}" if m in reference else "–"
@@ -447,7 +468,7 @@ def main(cfg: BenchConfig) -> dict:
                "radius": radius, "spacing": spacing, "training": training, "evaluation": evaluation,
                "constant_velocity": reference,
                "timing_scene": {"name": largest.name, "particles": largest.particle_count}, "timing": timing,
-               "timing_sweep": sweep,
+               "timing_sweep": sweep, "timing_test_scenes": per_scene,
                "decoder": decoder, "torch_threads": torch.get_num_threads(), "device": "cpu"}
     atomic_write_text(cfg.out / "results.json", json.dumps(results, indent=2))
     atomic_write_text(cfg.out / "table.md", table + "\n")

@@ -73,6 +73,11 @@ PRESETS: dict[str, MPMPreset] = {
     # ~0.5-3k particles per scene, 4 ms frames (0.48 s: fall, impact, flow); minutes on two CPU cores.
     "cpu-2d": MPMPreset(dim=2, grid=64, dt=2e-4, substeps=20, frames=120, trajectories=10, particles_per_cell=4,
                         size=(0.15, 0.3), speed=(0.0, 1.5)),
+    # The same motions with 4× the particles (~4-20k per scene, half the spacing): scenes large
+    # enough for GIOROM's per-step speed-up over GNS to show on a CPU (scripts/bench_giorom.py).
+    # dt halves with dx (CFL 0.42 for sand's P-wave, 33 m/s); 4 ms frames as cpu-2d.
+    "cpu-2d-dense": MPMPreset(dim=2, grid=128, dt=1e-4, substeps=40, frames=120, trajectories=7,
+                              particles_per_cell=4, size=(0.25, 0.4), speed=(0.0, 1.5)),
     # ~1-5k particles per scene on a 32³ grid (NCLaw's training grid), 4 ms frames.
     "cpu-3d": MPMPreset(dim=3, grid=32, dt=2e-4, substeps=20, frames=110, trajectories=6, particles_per_cell=8,
                         size=(0.15, 0.3), speed=(0.0, 1.5)),
@@ -180,7 +185,7 @@ class MPMDatasetConfig:
     out: Path = Path("data/mpm-cpu-2d")
     """Output folder (shards in train/, valid/, test/ and manifest.json)."""
     preset: str = "cpu-2d"
-    """Settings: cpu-2d, cpu-3d (small, CPU) or paper (3-D at the paper's scale; GPU)."""
+    """Settings: cpu-2d, cpu-2d-dense, cpu-3d (CPU) or paper (3-D at the paper's scale; GPU)."""
     materials: tuple[str, ...] = MATERIALS
     """Materials to simulate."""
     trajectories: int | None = None

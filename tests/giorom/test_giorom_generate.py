@@ -27,10 +27,23 @@ def test_scenes_depend_only_on_seed_material_and_index():
     assert scene_spec(p, "sand", 3, 7) == scene_spec(p, "sand", 3, 7)
     assert scene_spec(p, "sand", 3, 7) != scene_spec(p, "sand", 4, 7)
     assert scene_spec(p, "sand", 3, 7) != scene_spec(p, "water", 3, 7)
-    for i in range(20):  # every body starts inside the walls
-        for body in scene_spec(PRESETS["cpu-3d"], "jelly", i, 0)["bodies"]:
-            c, s = np.array(body["center"]), np.array(body["size"])
-            assert np.all(c - s / 2 > 3 / 32) and np.all(c + s / 2 < 1 - 3 / 32)
+    for preset in ("cpu-3d", "cpu-2d-dense"):
+        wall = 3 / PRESETS[preset].grid
+        for i in range(20):  # every body starts inside the walls
+            for body in scene_spec(PRESETS[preset], "jelly", i, 0)["bodies"]:
+                c, s = np.array(body["center"]), np.array(body["size"])
+                assert np.all(c - s / 2 > wall) and np.all(c + s / 2 < 1 - wall)
+
+
+def test_dense_preset_is_cpu_2d_at_half_the_spacing():
+    """Verify that cpu-2d-dense keeps cpu-2d's frame length and halves its particle spacing (its
+    purpose: the same kind of motion with 4× the particles), and that its dt meets sand's CFL bound."""
+    base, dense = PRESETS["cpu-2d"], PRESETS["cpu-2d-dense"]
+    assert dense.dt * dense.substeps == pytest.approx(base.dt * base.substeps)
+    assert dense.grid == 2 * base.grid and dense.particles_per_cell == base.particles_per_cell
+    E, nu, rho = 1e6, 0.2, 1e3  # sand, the stiffest material (generate.material_object)
+    p_wave = np.sqrt(E * (1 - nu) / ((1 + nu) * (1 - 2 * nu)) / rho)
+    assert dense.dt <= 0.5 * (1 / dense.grid) / p_wave
 
 
 def test_generate_writes_valid_splits_and_resumes(tmp_path):
