@@ -14,8 +14,9 @@ time (`time.thread_time`; Warp runs one CPU thread, torch is set to one):
 - **autograd**: `torch.autograd.grad` over each segment, of which **warp backward** is the
   operations' `backward` (tape replay of the kernel adjoints, gradient copies);
 - per phase, the Warp launches summed per kernel (``name:fwd`` or ``name:adj`` for Warp's own
-  automatic adjoint; the hand-written adjoints are forward launches of ``*_adjoint`` kernels),
-  and "python/torch" = phase minus its launches.
+  automatic adjoint; the hand-written adjoints are forward launches of ``*_adjoint`` kernels;
+  the packed commands of `WarpBackend._replay` are timed with their re-packing), and
+  "python/torch" = phase minus its launches.
 
 The profile adds about 2 µs per launch; compare phases within one run, not with `bench_envs`.
 """
@@ -60,6 +61,18 @@ def worker(task: str, horizon: int | None, plan: str | None = None, episodes: in
         rec[0] += time.thread_time() - t
         rec[1] += 1
         return out
+
+    import physim.mpm.backend as backend
+
+    replay = backend.WarpBackend._replay
+
+    def timed_replay(self, key, kernel, dim, inputs, outputs):  # packed commands bypass wp.launch
+        t = time.thread_time()
+        replay(self, key, kernel, dim, inputs, outputs)
+        name = getattr(kernel, "key", str(kernel)).split("__")[-1] + ":fwd"
+        rec = kernels[phase[0]][name]
+        rec[0] += time.thread_time() - t
+        rec[1] += 1
 
     run_segment = rollout._run_segment
     in_backward = [False]
@@ -114,6 +127,7 @@ def worker(task: str, horizon: int | None, plan: str | None = None, episodes: in
         fwd = time.thread_time() - t
 
     wp.launch = timed_launch
+    backend.WarpBackend._replay = timed_replay
     rollout._run_segment = timed_segment
     torch.autograd.grad = timed_grad
     warp_op._WarpFunction.backward = staticmethod(timed_wbackward)
@@ -131,6 +145,7 @@ def worker(task: str, horizon: int | None, plan: str | None = None, episodes: in
                             "kernels": {p: dict(ks) for p, ks in kernels.items()}})
     finally:
         wp.launch = launch
+        backend.WarpBackend._replay = replay
         rollout._run_segment = run_segment
         torch.autograd.grad = grad
         warp_op._WarpFunction.backward = staticmethod(wbackward)

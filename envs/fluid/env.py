@@ -254,12 +254,11 @@ class FluidEnv(gym.Env):
         balancing the stored states against one recomputed segment's graph, and no kept tail
         (M = 0). A tail recorded by the forward pass (`checkpointed_rollout(keep_last=M)`) saves the
         untaped forward of its M steps, but its taped arrays are all alive at once, so a first
-        forward+backward takes them fresh from the system (about 17 MB a step on LatteArt, page
-        faults and zero fills): measured on LatteArt, a kept tail of 52 steps cost 1.0–2.5 s
-        against about 0.9 s for recomputing the same steps, whose segments reuse one segment's
-        arrays (docs/benchmarks.md, "Backward cost, third pass"). It also kept the peak near the
-        whole budget. `checkpointed_rollout(keep_last=...)` remains for callers that repeat
-        episodes with warm arrays.
+        forward+backward takes them fresh from the system (about 17 MB a step on LatteArt: page
+        faults and zero fills), where recomputed segments reuse one segment's recycled arrays.
+        Measured on five tasks (docs/benchmarks.md, "Backward cost, third pass") the two cost
+        about the same time, and without the tail the peak memory is 0.14–0.25 GB instead of
+        0.93–1.21 GB. `checkpointed_rollout(keep_last=...)` remains for callers who want it.
         """
         if self.checkpoint_every != "auto":
             return self.checkpoint_every, 0
