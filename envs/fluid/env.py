@@ -250,26 +250,22 @@ class FluidEnv(gym.Env):
     def _checkpoint_plan(self, T: int) -> tuple[int | None, int]:
         """(K, M) of a T-step `rollout_loss`: checkpoint every K-th state, keep the last M steps' graph.
 
-        ``"auto"``: the whole graph when it fits the memory budget; else the budget is spent twice
-        over, never at the same time. The checkpoints of the first T − M steps (every K-th state, K
-        balancing stored states against one recomputed segment's graph) sit beside, first, the graph
-        of the last M steps, recorded by the forward pass and freed by the first part of backward,
-        then one recomputed segment's graph. M is as large as the budget allows: each step it
-        covers is a step that backward does not recompute.
+        ``"auto"``: the whole graph when it fits the memory budget; else every K-th state, K
+        balancing the stored states against one recomputed segment's graph, and no kept tail
+        (M = 0). A tail recorded by the forward pass (`checkpointed_rollout(keep_last=M)`) saves the
+        untaped forward of its M steps, but its taped arrays are all alive at once, so a first
+        forward+backward takes them fresh from the system (about 17 MB a step on LatteArt: page
+        faults and zero fills), where recomputed segments reuse one segment's recycled arrays.
+        Measured on five tasks (docs/benchmarks.md, "Backward cost, third pass") the two cost
+        about the same time, and without the tail the peak memory is 0.14–0.25 GB instead of
+        0.93–1.21 GB. `checkpointed_rollout(keep_last=...)` remains for callers who want it.
         """
         if self.checkpoint_every != "auto":
             return self.checkpoint_every, 0
         state_bytes, step_bytes = self._task.memory_estimate()
-        budget = self.memory_budget
-        if T * step_bytes <= budget:
+        if T * step_bytes <= self.memory_budget:
             return None, 0
-        k = max(1, min(T, round(math.sqrt(T * state_bytes / step_bytes))))
-        keep = 0
-        for _ in range(3):  # M and the checkpoints of the T − M steps before it depend on each other
-            stored = math.ceil((T - keep) / k) * state_bytes
-            keep = int(max(0.0, min(T - 1, (budget - stored) // step_bytes)))
-            k = max(1, min(T - keep, round(math.sqrt((T - keep) * state_bytes / step_bytes))))
-        return k, keep
+        return max(1, min(T, round(math.sqrt(T * state_bytes / step_bytes)))), 0
 
     def _ensure_goal(self) -> None:
         task = self._task

@@ -191,6 +191,9 @@ class WarpBackend:
         d = cfg.dim
         self.no_stress = torch.zeros(1, d, d, device=sim.device, dtype=sim.dtype)
         self._pool: dict = {}
+        # packed launches of the taped substeps and their adjoints, one per call site (`_replay`)
+        self._cmds: dict = {}
+        self.replay = sim.device.type == "cpu"
         self._recycled: defaultdict = defaultdict(list)  # (shape, dtype, grad) -> free taped arrays
         self._lease: list | None = None
         self._grid_clean = False
@@ -250,6 +253,40 @@ class WarpBackend:
         self._lease = lease
 
     # -------------------------------------------------------------------------------------- launch
+    def _replay(self, key: str, kernel, dim: int, inputs: list, outputs: list) -> None:
+        """``wp.launch(kernel, dim, inputs, outputs)`` (not recorded on the tape) through a command packed once.
+
+        A taped control step makes about 40 launches and its adjoint about 35 (Stabilizing), and
+        `wp.launch` checks and packs every argument each time (about 17 µs a launch against 4 µs
+        for replaying a packed command: docs/benchmarks.md, "MPM"). One packed command per call
+        site `key` is kept instead; only the arguments that differ from its previous launch (an
+        array by identity, anything else by value) and the dimension are packed again. On a GPU,
+        or with ``replay`` off, a plain launch.
+        """
+        wp = self.wp
+        if not self.replay:
+            wp.launch(kernel, dim, inputs=inputs, outputs=outputs, device=self.device, record_tape=False)
+            return
+        args = [*inputs, *outputs]
+        entry = self._cmds.get(key)
+        if entry is None or entry[0].kernel is not kernel or len(entry[1]) != len(args):
+            cmd = wp.launch(kernel, dim, inputs=inputs, outputs=outputs, device=self.device, record_tape=False,
+                            record_cmd=True)
+            self._cmds[key] = [cmd, args, dim]
+        else:
+            cmd, prev, pdim = entry
+            array = wp.array
+            for i, a in enumerate(args):
+                b = prev[i]
+                if a is b or (type(a) is type(b) and not isinstance(a, array) and a == b):
+                    continue
+                cmd.set_param_at_index(i, a)
+                prev[i] = a
+            if dim != pdim:
+                cmd.set_dim(dim)
+                entry[2] = dim
+        cmd.launch()
+
     def _launch(self, ctx, x, v, C, F, table, records, friction, tau_ext):
         """`records.shape[0]` substeps: sort by cell, run the fused kernels, unsort."""
         if not ctx.requires_grad and 1 < self.particle_workers <= MAX_WORKERS and not self.has_rigid:
@@ -327,7 +364,7 @@ class WarpBackend:
                 tau = self._taped(n, T.mat, zero=False)
                 self._taped_stress(Cs, Fs, body, table, tau_ext, tau)
                 args = [xs, vs, Cs, tau, body, vol, table, self.res, inv_dx, dt]
-                wp.launch(self.p2g_stored, n, inputs=args, outputs=[grid], device=dev, record_tape=False)
+                self._replay("p2g_stored", self.p2g_stored, n, args, [grid])
                 self._record_p2g_adjoint(args, grid, cur, tau, table)
             elif carry_j:  # Fs holds J
                 self._split(self.p2g_fluid, n, [xs, vs, Cs, Fs, body, vol, self.kinds, table, self.res, inv_dx, dt],
@@ -348,8 +385,7 @@ class WarpBackend:
                     [grid_v, *self._reaction_rows(w, force, torque, force_w, torque_w)] for w in range(workers)],
                     extra=[self.particle_workers])
             elif hand and dev == "cpu":  # taped, one grid copy
-                wp.launch(self.grid_update_blocks, nblk, inputs=[*upd, 0, 1], outputs=[grid_v, force, torque],
-                          device=dev, record_tape=False)
+                self._replay("grid_update_taped", self.grid_update_blocks, nblk, [*upd, 0, 1], [grid_v, force, torque])
             else:
                 wp.launch(self.grid_update, nblk * self.block_nodes, inputs=upd, outputs=[grid_v, force, torque],
                           device=dev, record_tape=not hand)
@@ -360,8 +396,7 @@ class WarpBackend:
             if rec:  # the transfer with a hand-written adjoint, the projection (if any law has one) with Warp's
                 Ft = self._taped(n, T.mat, zero=False) if self.projects else outs[3]
                 args = [xs, Fs, grid_v, self.res, inv_dx, dt, int(not self.projects)]
-                wp.launch(self.g2p_stored, n, inputs=args, outputs=[*outs[:3], Ft, flags_all[s]], device=dev,
-                          record_tape=False)
+                self._replay("g2p_stored", self.g2p_stored, n, args, [*outs[:3], Ft, flags_all[s]])
                 self._record_g2p_adjoint(args, outs, Ft, Fs, grid_v)
                 if self.projects:
                     self._taped_project(Ft, outs[3], body, table, flags_all[s])
@@ -396,14 +431,13 @@ class WarpBackend:
         # U, σ, V of each corotated particle, read by the adjoint instead of two new SVDs
         svd = self._svd_arrays(self.store_svd)
         K = self.elastic_stress
-        wp.launch(K.stress_elastic, n, inputs=[Fs, body, self.kinds, table], outputs=[tau, *svd], device=dev,
-                  record_tape=False)
+        self._replay("stress_elastic", K.stress_elastic, n, [Fs, body, self.kinds, table], [tau, *svd])
         tg = table.grad if table.requires_grad else self._dummy("table", table)
         adj_in = [Fs, body, self.kinds, table, *svd, tau.grad, int(table.requires_grad)]
         adj_out = [Fs.grad, tg]
 
         def backward():
-            wp.launch(K.stress_elastic_adjoint, n, inputs=adj_in, outputs=adj_out, device=dev)
+            self._replay("stress_elastic_adjoint", K.stress_elastic_adjoint, n, adj_in, adj_out)
 
         wp._src.context.runtime.tape.record_func(backward=backward, arrays=[])
 
@@ -417,17 +451,16 @@ class WarpBackend:
 
     def _taped_stored_stress(self, Cs, Fs, body, table, tau) -> None:
         """Stress of the fluid, von Mises and rigid particles, and its hand-written adjoint on the tape."""
-        wp, n, dev = self.wp, self.n, self.device
+        wp, n = self.wp, self.n
         K = self.stored_stress
         svd = self._svd_arrays(self.store_vm_svd)
-        wp.launch(K.stress_stored, n, inputs=[Fs, Cs, body, self.kinds, table], outputs=[tau, *svd], device=dev,
-                  record_tape=False)
+        self._replay("stress_stored", K.stress_stored, n, [Fs, Cs, body, self.kinds, table], [tau, *svd])
         tg = table.grad if table.requires_grad else self._dummy("table", table)
         adj_in = [Fs, Cs, body, self.kinds, table, *svd, tau.grad, int(table.requires_grad)]
         adj_out = [Fs.grad, Cs.grad, tg]
 
         def backward():
-            wp.launch(K.stress_stored_adjoint, n, inputs=adj_in, outputs=adj_out, device=dev)
+            self._replay("stress_stored_adjoint", K.stress_stored_adjoint, n, adj_in, adj_out)
 
         wp._src.context.runtime.tape.record_func(backward=backward, arrays=[])
 
@@ -439,14 +472,13 @@ class WarpBackend:
             return
         K = self.stored_project
         svd = self._svd_arrays(self.store_vm_svd)
-        wp.launch(K.project_stored, n, inputs=[Ft, body, self.kinds, table], outputs=[F_out, *svd, flags],
-                  device=dev, record_tape=False)
+        self._replay("project_stored", K.project_stored, n, [Ft, body, self.kinds, table], [F_out, *svd, flags])
         tg = table.grad if table.requires_grad else self._dummy("table", table)
         adj_in = [Ft, body, self.kinds, table, F_out, *svd, F_out.grad, int(table.requires_grad)]
         adj_out = [Ft.grad, tg]
 
         def backward():
-            wp.launch(K.project_stored_adjoint, n, inputs=adj_in, outputs=adj_out, device=dev)
+            self._replay("project_stored_adjoint", K.project_stored_adjoint, n, adj_in, adj_out)
 
         wp._src.context.runtime.tape.record_func(backward=backward, arrays=[])
 
@@ -467,7 +499,7 @@ class WarpBackend:
         adj_out = [xs.grad, vs.grad, Cs.grad, tau.grad, tg]
 
         def backward():
-            wp.launch(self.p2g_stored_adjoint, self.n, inputs=adj_in, outputs=adj_out, device=self.device)
+            self._replay("p2g_stored_adjoint", self.p2g_stored_adjoint, self.n, adj_in, adj_out)
 
         wp._src.context.runtime.tape.record_func(backward=backward, arrays=[])
 
@@ -480,7 +512,7 @@ class WarpBackend:
         adj_out = [xs.grad, Fs.grad, grid_v.grad]
 
         def backward():
-            wp.launch(self.g2p_stored_adjoint, self.n, inputs=adj_in, outputs=adj_out, device=self.device)
+            self._replay("g2p_stored_adjoint", self.g2p_stored_adjoint, self.n, adj_in, adj_out)
 
         wp._src.context.runtime.tape.record_func(backward=backward, arrays=[])
 
@@ -506,8 +538,7 @@ class WarpBackend:
             kernel = self.grid_update_adjoint_blocks
 
         def backward():
-            wp.launch(kernel, nblk if per_block else nblk * self.block_nodes, inputs=adj_in, outputs=adj_out,
-                      device=self.device)
+            self._replay("grid_adjoint", kernel, nblk if per_block else nblk * self.block_nodes, adj_in, adj_out)
 
         wp._src.context.runtime.tape.record_func(backward=backward, arrays=[])
 

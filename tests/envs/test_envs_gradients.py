@@ -55,10 +55,11 @@ def test_circulation_rollout_loss_matches_finite_differences():
 
 def test_checkpointing_does_not_change_the_gradient():
     """Verify that rollout_loss gives the same value and gradient stored whole, checkpointed every 2 steps,
-    or with the automatic plan under a small memory budget (checkpoints and a tail kept from the forward pass)."""
+    with the automatic plan under a small memory budget (checkpoints, no kept tail), and with checkpoints
+    beside a tail whose graph the forward pass keeps (`keep_last`)."""
     grads = []
-    for k in (None, 2, "auto"):
-        kw = {"checkpoint_every": k}
+    for k in (None, 2, "auto", "tail"):
+        kw = {"checkpoint_every": "auto" if k == "tail" else k}
         if k == "auto":
             probe = gym.make("physim/LatteArtStir-v0", horizon=5, dtype="float64").unwrapped
             state_bytes, step_bytes = probe._task.memory_estimate()
@@ -66,7 +67,9 @@ def test_checkpointing_does_not_change_the_gradient():
         env = gym.make("physim/LatteArtStir-v0", horizon=5, dtype="float64", **kw)
         if k == "auto":
             plan = env.unwrapped._checkpoint_plan(5)
-            assert plan[0] is not None and 1 <= plan[1] < 5, plan
+            assert plan[0] is not None and plan[1] == 0, plan
+        elif k == "tail":  # the plan the automatic one used to choose: K = 2 and the last 2 steps kept
+            env.unwrapped._checkpoint_plan = lambda T: (2, 2)
         env.reset(seed=0)
         a = _actions(env, 0.3).requires_grad_(True)
         loss = env.unwrapped.rollout_loss(a)
