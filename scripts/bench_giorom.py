@@ -17,6 +17,12 @@ Command (what docs/benchmarks.md reports):
     python scripts/bench_giorom.py --data data/mpm-cpu-2d --budget 720 --out out/bench_giorom_cpu \
         --timing-sizes 2000 8000 --timing-repeats 3 --timing-steps 5
 
+Speed and accuracy on the same test scenes (5.8-13.4k particles; about 45 minutes):
+
+    physim data mpm --preset cpu-2d-dense --out data/mpm-cpu-2d-dense --workers 2
+    python scripts/bench_giorom.py --data data/mpm-cpu-2d-dense --budget 1200 --out out/bench_giorom_dense \
+        --timing-sizes 8000 16000 --timing-repeats 3 --timing-steps 5 --timing-all-test
+
 The decoder timing alone (no dataset, about a minute):
 
     python scripts/bench_giorom.py --only decoder --out out/bench_giorom_decoder
