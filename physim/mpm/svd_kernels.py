@@ -33,10 +33,12 @@ __all__ = ["make_svd_funcs"]
 
 @functools.cache
 def make_svd_funcs(T: KernelTypes):
-    """Warp functions ``svd, singular_values, iso_map, polar, pair_limits`` for the types `T`, and for
-    adjoints from a stored SVD ``iso_map_adjoint, polar_svd, polar_adjoint``."""
+    """Warp functions ``svd, singular_values, iso_map, polar, pair_limits`` for the types `T`, for
+    adjoints from a stored SVD ``iso_map_adjoint, polar_svd, polar_adjoint``, and the Hencky strain's
+    ``log_strain, strain_deviator``."""
     dim, float_t, vec, mat, tol = T.dim, T.float, T.vec, T.mat, T.tol
     tiny = float_t(1e-12) if T.float == wp.float64 else float_t(1e-6)
+    fdim = float(dim)  # float64(dim) would retype the int constant in Warp 1.19
 
     @wp.func
     def svd(F: mat):
@@ -148,6 +150,31 @@ def make_svd_funcs(T: KernelTypes):
         return iso_map(F, one, vec())
 
     @wp.func
+    def log_strain(s: vec, smin: float_t):
+        """(σ̂, ε, tr ε): the singular values clamped at `smin` and the principal Hencky strains ε = log σ̂.
+
+        The one definition shared by the Hencky stress and the von Mises and Drucker–Prager return
+        mappings, forward and taped: their adjoints rely on computing these values bit for bit alike.
+        """
+        sc = vec()
+        eps = vec()
+        tr = float_t(0.0)
+        for i in range(dim):
+            sc[i] = wp.max(s[i], smin)
+            eps[i] = wp.log(sc[i])
+            tr += eps[i]
+        return sc, eps, tr
+
+    @wp.func
+    def strain_deviator(eps: vec, tr: float_t):
+        """(mean ε, deviator ε̂ = ε − mean, ‖ε̂‖) of principal strains: what the return mappings test."""
+        mean = tr / float_t(fdim)
+        dev = vec()
+        for i in range(dim):
+            dev[i] = eps[i] - mean
+        return mean, dev, wp.length(dev)
+
+    @wp.func
     def pair_limits(c: mat) -> vec:
         """Pair limits for `iso_map` from c[i, j] = ∂h_i/∂σ_i − ∂h_i/∂σ_j (averaged over i, j)."""
         dl = vec()
@@ -161,4 +188,4 @@ def make_svd_funcs(T: KernelTypes):
 
     return SimpleNamespace(svd=svd, singular_values=singular_values, iso_map=iso_map, polar=polar,
                            pair_limits=pair_limits, iso_map_adjoint=iso_map_adjoint, polar_svd=polar_svd,
-                           polar_adjoint=polar_adjoint)
+                           polar_adjoint=polar_adjoint, log_strain=log_strain, strain_deviator=strain_deviator)

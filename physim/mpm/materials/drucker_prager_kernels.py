@@ -21,19 +21,8 @@ def make_drucker_prager_funcs(T: KernelTypes):
 
     @wp.func
     def project(F: mat, mu: float_t, lam: float_t, alpha: float_t, cohesion: float_t, smin: float_t) -> mat:
-        s = singular_values(F)
-        sc = vec()
-        eps = vec()
-        tr = float_t(0.0)
-        for i in range(dim):
-            sc[i] = wp.max(s[i], smin)
-            eps[i] = wp.log(sc[i])
-            tr += eps[i]
-        mean = tr / float_t(fdim)
-        dev = vec()
-        for i in range(dim):
-            dev[i] = eps[i] - mean
-        nd = wp.length(dev)
+        sc, eps, tr = S.log_strain(singular_values(F), smin)
+        _mean, dev, nd = S.strain_deviator(eps, tr)
         stiff = float_t(fdim) * lam + float_t(2.0) * mu
         t_apex = float_t(fdim) * cohesion / stiff
         beta = alpha * stiff / (float_t(2.0) * mu)

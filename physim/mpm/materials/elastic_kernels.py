@@ -67,15 +67,7 @@ def make_elastic_funcs(T: KernelTypes):
     @wp.func
     def hencky(F: mat, mu: float_t, lam: float_t, smin: float_t) -> mat:
         """τ = U diag(2μ ε + λ tr ε) Uᵀ with Hencky strain ε = log σ (σ clamped at `smin`)."""
-        s = singular_values(F)
-        sc = vec()
-        eps = vec()
-        for i in range(dim):
-            sc[i] = wp.max(s[i], smin)
-            eps[i] = wp.log(sc[i])
-        tr = float_t(0.0)
-        for i in range(dim):
-            tr += eps[i]
+        sc, eps, tr = S.log_strain(singular_values(F), smin)
         h = vec()
         for i in range(dim):
             h[i] = (float_t(2.0) * mu * eps[i] + lam * tr) / sc[i]

@@ -75,14 +75,7 @@ def make_taped_material_kernels(T: KernelTypes, laws: frozenset):
     @wp.func
     def hencky_h(s: vec, mu: float_t, lam: float_t, smin: float_t):
         """(σ̂, ε, tr ε, h) of the Hencky stress, computed exactly as `elastic_kernels.hencky`."""
-        sc = vec()
-        eps = vec()
-        for i in range(dim):
-            sc[i] = wp.max(s[i], smin)
-            eps[i] = wp.log(sc[i])
-        tr = float_t(0.0)
-        for i in range(dim):
-            tr += eps[i]
+        sc, eps, tr = S.log_strain(s, smin)
         h = vec()
         for i in range(dim):
             h[i] = (float_t(2.0) * mu * eps[i] + lam * tr) / sc[i]
@@ -121,18 +114,8 @@ def make_taped_material_kernels(T: KernelTypes, laws: frozenset):
     @wp.func
     def vm_state(s: vec, mu: float_t, yield_stress: float_t, smin: float_t):
         """(σ̂, mean, ε̂, ‖ε̂‖, k) of the return mapping, computed exactly as `von_mises_kernels.project`."""
-        sc = vec()
-        eps = vec()
-        tr = float_t(0.0)
-        for i in range(dim):
-            sc[i] = wp.max(s[i], smin)
-            eps[i] = wp.log(sc[i])
-            tr += eps[i]
-        mean = tr / float_t(fdim)
-        dev = vec()
-        for i in range(dim):
-            dev[i] = eps[i] - mean
-        nd = wp.length(dev)
+        sc, eps, tr = S.log_strain(s, smin)
+        mean, dev, nd = S.strain_deviator(eps, tr)
         k = float_t(sqrt23) * yield_stress / (float_t(2.0) * mu)
         return sc, mean, dev, nd, k
 

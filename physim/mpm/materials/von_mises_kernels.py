@@ -14,26 +14,14 @@ __all__ = ["make_von_mises_funcs"]
 def make_von_mises_funcs(T: KernelTypes):
     """Return ``project(F, μ, σ_y, σ_min) -> F``: the J2 return mapping on the Hencky strain."""
     dim, float_t, vec, mat = T.dim, T.float, T.vec, T.mat
-    fdim = float(dim)  # float64(dim) would retype the int constant in Warp 1.19
     S = make_svd_funcs(T)
     singular_values, iso_map, pair_limits = S.singular_values, S.iso_map, S.pair_limits
     sqrt23 = float((2.0 / 3.0) ** 0.5)
 
     @wp.func
     def project(F: mat, mu: float_t, yield_stress: float_t, smin: float_t) -> mat:
-        s = singular_values(F)
-        sc = vec()
-        eps = vec()
-        tr = float_t(0.0)
-        for i in range(dim):
-            sc[i] = wp.max(s[i], smin)
-            eps[i] = wp.log(sc[i])
-            tr += eps[i]
-        mean = tr / float_t(fdim)
-        dev = vec()
-        for i in range(dim):
-            dev[i] = eps[i] - mean
-        nd = wp.length(dev)
+        sc, eps, tr = S.log_strain(singular_values(F), smin)
+        mean, dev, nd = S.strain_deviator(eps, tr)
         k = float_t(sqrt23) * yield_stress / (float_t(2.0) * mu)
         out = F
         if nd > k:
