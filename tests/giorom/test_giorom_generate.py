@@ -9,9 +9,17 @@ import numpy as np
 import pytest
 import torch
 from physim.operators.lagrangian import load_split, read_trajectories
-from physim.operators.lagrangian.generate import PRESETS, MPMDatasetConfig, generate_mpm_dataset, scene_spec
+from physim.operators.lagrangian.dataset import MATERIALS
+from physim.operators.lagrangian.generate import (
+    PRESETS,
+    MPMDatasetConfig,
+    generate_mpm_dataset,
+    material_object,
+    scene_spec,
+)
 
 from physim.cli import main as physim_main
+from physim.mpm import SceneConfig
 
 
 def _tiny(out, **kw):
@@ -37,13 +45,17 @@ def test_scenes_depend_only_on_seed_material_and_index():
 
 def test_dense_preset_is_cpu_2d_at_half_the_spacing():
     """Verify that cpu-2d-dense keeps cpu-2d's frame length and halves its particle spacing (its
-    purpose: the same kind of motion with 4× the particles), and that its dt meets sand's CFL bound."""
+    purpose: the same kind of motion with 4× the particles), and that its dt meets every dataset
+    material's CFL and viscous bounds (the simulator's own checks, at its default cfl)."""
     base, dense = PRESETS["cpu-2d"], PRESETS["cpu-2d-dense"]
     assert dense.dt * dense.substeps == pytest.approx(base.dt * base.substeps)
     assert dense.grid == 2 * base.grid and dense.particles_per_cell == base.particles_per_cell
-    E, nu, rho = 1e6, 0.2, 1e3  # sand, the stiffest material (generate.material_object)
-    p_wave = np.sqrt(E * (1 - nu) / ((1 + nu) * (1 - 2 * nu)) / rho)
-    assert dense.dt <= 0.5 * (1 / dense.grid) / p_wave
+    dx, cfl = 1 / dense.grid, SceneConfig(dim=2, grid=dense.grid, dt=dense.dt).cfl
+    for name in MATERIALS:
+        material = material_object(name)
+        assert dense.dt <= cfl * dx / material.wave_speed(), name
+        nu = material.kinematic_viscosity()
+        assert nu == 0 or dense.dt <= cfl * dx * dx / (dense.dim * nu), name
 
 
 def test_generate_writes_valid_splits_and_resumes(tmp_path):
