@@ -103,6 +103,10 @@ class WarpBackend:
         # a scene of fluids only (stress and projection functions of J = det F) carries J instead of F
         # through its untaped substeps
         self.carry_j = all(b.material.kind in (KIND_NEWTONIAN, KIND_HERSCHEL_BULKLEY) for b in sim.bodies)
+        # ... and, of Newtonian fluids only, its taped substeps too: the untaped kernels `p2g_fluid` and
+        # `g2p_fluid` with hand-written adjoints (no F, stored stress or projection on the tape)
+        self.taped_j = all(b.material.kind == KIND_NEWTONIAN for b in sim.bodies)
+        self.p2g_fluid_adjoint, self.g2p_fluid_adjoint = K.p2g_fluid_adjoint, K.g2p_fluid_adjoint
         if self.has_rigid:
             self.rigid_k = make_rigid_kernels(T)
             # the taped rigid motion's adjoint: Warp's by default; the hand-written one (one SVD per body
@@ -339,7 +343,7 @@ class WarpBackend:
             ridx = self._buf("ridx", max(self.rigid_particles, 1), wp.int32)
         wp.launch(self.gather_static, n, inputs=[order, self.body, self.vol, self.rslot],
                   outputs=[body, vol, rslot, ridx], device=dev, record_tape=False)  # constants: no gradient
-        carry_j = self.carry_j and not rec
+        carry_j = self.carry_j and (not rec or self.taped_j)
         cur = self._particles(ctx, rec, "sorted", carry_j)
         wp.launch(self.gather_j if carry_j else self.gather, n, inputs=[order, x, v, C, F], outputs=list(cur),
                   device=dev)
@@ -359,8 +363,14 @@ class WarpBackend:
                 grid_v = self._buf("grid_v", nodes, self.vecv)
             # without a tape (and without rigid bodies, which move particles after g2p) the blocks
             # of substep s > 0 were flagged by g2p of substep s - 1
-            blist, nblk = self._active_blocks(xs, inv_dx, rec, marked=s > 0 and not rec and not self.has_rigid)
-            if rec:  # stress stored, so that the scatter's adjoint does not replay the material law
+            # (the fluid kernels flag them on the tape too)
+            blist, nblk = self._active_blocks(xs, inv_dx, rec, marked=s > 0 and (carry_j or not rec)
+                                              and not self.has_rigid)
+            if rec and carry_j:  # Fs holds J; the untaped kernel, the adjoint recorded by hand
+                args = [xs, vs, Cs, Fs, body, vol, self.kinds, table, self.res, inv_dx, dt, 0]
+                self._replay("p2g_fluid", self.p2g_fluid, n, args, [grid])
+                self._record_p2g_fluid_adjoint(args, grid, cur, table)
+            elif rec:  # stress stored, so that the scatter's adjoint does not replay the material law
                 tau = self._taped(n, T.mat, zero=False)
                 self._taped_stress(Cs, Fs, body, table, tau_ext, tau)
                 args = [xs, vs, Cs, tau, body, vol, table, self.res, inv_dx, dt]
@@ -393,7 +403,11 @@ class WarpBackend:
                 self._record_grid_adjoint(grid, grid_v, blist, nblk, dt, records, s, friction, force, torque)
             self._grid_clean = not rec
             outs = self._particles(ctx, rec, f"g2p{s % 2}", carry_j)
-            if rec:  # the transfer with a hand-written adjoint, the projection (if any law has one) with Warp's
+            if rec and carry_j:
+                args = [xs, Fs, grid_v, self.res, inv_dx, dt, self.nb, 0]
+                self._replay("g2p_fluid", self.g2p_fluid, n, args, [*outs, flags_all[s], self._marks(0)])
+                self._record_g2p_fluid_adjoint(args, outs, Fs, grid_v)
+            elif rec:  # the transfer with a hand-written adjoint, the projection (if any law has one) with Warp's
                 Ft = self._taped(n, T.mat, zero=False) if self.projects else outs[3]
                 args = [xs, Fs, grid_v, self.res, inv_dx, dt, int(not self.projects)]
                 self._replay("g2p_stored", self.g2p_stored, n, args, [*outs[:3], Ft, flags_all[s]])
@@ -502,6 +516,29 @@ class WarpBackend:
             self._replay("p2g_stored_adjoint", self.p2g_stored_adjoint, self.n, adj_in, adj_out)
 
         wp._src.context.runtime.tape.record_func(backward=backward, arrays=[])
+
+    def _record_p2g_fluid_adjoint(self, args, grid, cur, table) -> None:
+        """Put the hand-written adjoint of a taped `p2g_fluid` (Newtonian fluids, J carried) on the tape."""
+        xs, vs, Cs, Js = cur
+        tg = table.grad if table.requires_grad else self._dummy("table", table)
+        adj_in = [*args[:6], *args[7:11], grid.grad, int(table.requires_grad)]  # args[6]: kinds, args[11]: p0
+        adj_out = [xs.grad, vs.grad, Cs.grad, Js.grad, tg]
+
+        def backward():
+            self._replay("p2g_fluid_adjoint", self.p2g_fluid_adjoint, self.n, adj_in, adj_out)
+
+        self.wp._src.context.runtime.tape.record_func(backward=backward, arrays=[])
+
+    def _record_g2p_fluid_adjoint(self, args, outs, Js, grid_v) -> None:
+        """Put the hand-written adjoint of a taped `g2p_fluid` on the tape."""
+        x_out, v_out, C_out, J_out = outs
+        adj_in = [*args[:6], v_out, C_out, x_out.grad, v_out.grad, C_out.grad, J_out.grad]  # args[6:]: nb, p0
+        adj_out = [args[0].grad, Js.grad, grid_v.grad]
+
+        def backward():
+            self._replay("g2p_fluid_adjoint", self.g2p_fluid_adjoint, self.n, adj_in, adj_out)
+
+        self.wp._src.context.runtime.tape.record_func(backward=backward, arrays=[])
 
     def _record_g2p_adjoint(self, args, outs, Ft, Fs, grid_v) -> None:
         """Put the hand-written adjoint of `g2p_stored` on the tape."""
@@ -700,7 +737,7 @@ class WarpBackend:
         T, n = self.T, self.n
         if fresh:  # every entry is written by the kernel that fills them: no zero fill
             return (self._taped(n, T.vec, zero=False), self._taped(n, T.vec, zero=False),
-                    self._taped(n, T.mat, zero=False), self._taped(n, T.mat, zero=False))
+                    self._taped(n, T.mat, zero=False), self._taped(n, T.float if carry_j else T.mat, zero=False))
         last = self._buf(tag + "J", n, T.float) if carry_j else self._buf(tag + "F", n, T.mat)
         return self._buf(tag + "x", n, T.vec), self._buf(tag + "v", n, T.vec), self._buf(tag + "C", n, T.mat), last
 

@@ -274,45 +274,14 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool, has_c
         """Derivatives of `weights` with respect to f."""
         return vec3(f - float_t(1.5), float_t(2.0) * (float_t(1.0) - f), f - float_t(0.5))
 
-    @wp.kernel
-    def p2g_stored_adjoint(
-        x: wp.array(dtype=vec),
-        v: wp.array(dtype=vec),
-        C: wp.array(dtype=mat),
-        tau: wp.array(dtype=mat),
-        body: wp.array(dtype=wp.int32),
-        vol: wp.array(dtype=float_t),
-        table: wp.array2d(dtype=float_t),
-        res: wp.vec3i,
-        inv_dx: float_t,
-        dt: float_t,
-        grid_grad: wp.array(dtype=vecg),
-        table_needs_grad: int,
-        # outputs (accumulated)
-        x_grad: wp.array(dtype=vec),
-        v_grad: wp.array(dtype=vec),
-        C_grad: wp.array(dtype=mat),
-        tau_grad: wp.array(dtype=mat),
-        table_grad: wp.array2d(dtype=float_t),
-    ):
-        """Hand-written adjoint of `p2g_stored` (a gather: no atomics on the grid, no replay).
-
-        With node values P_o = w_o (m v + A (x_o − x_p)), M_o = w_o m, A = k τ + m C,
-        k = −4 Δt V_p/Δx², and incoming gradients (G_o, g_o): S = Σ w_o G_o,
-        Q = Σ w_o G_o (x_o − x_p)ᵀ; then ∂v = m S, ∂A = Q, ∂τ = k Q, ∂C = m Q,
-        ∂m = S·v + Σ w_o g_o + Q:C, and ∂x_p = Σ ∇w_o (G_o·P_o/w_o + g_o m) − Aᵀ S.
-        """
-        p = wp.tid()
-        b = body[p]
-        Vp = vol[p]
-        m = table[b, 0] * Vp
-        vp = v[p]
-        Cp = C[p]
-        tp = tau[p]
+    @wp.func
+    def scatter_adjoint(xp: vec, vp: vec, A: mat, m: float_t, res: wp.vec3i, inv_dx: float_t,
+                        grid_grad: wp.array(dtype=vecg)):
+        """The stencil part of `p2g_stored_adjoint` (shared with `p2g_fluid_adjoint`): for the particle at
+        xp of mass m, velocity vp and affine momentum A, and the grid's incoming gradient, (S, Q, sm, gf):
+        S = Σ w G, Q = Σ w G (x_o − x_p)ᵀ, sm = Σ w g_m and ∂L/∂f through the weights."""
         dx = float_t(1.0) / inv_dx
-        k = -dt * Vp * float_t(4.0) * inv_dx * inv_dx
-        A = k * tp + m * Cp
-        xs = x[p] * inv_dx
+        xs = xp * inv_dx
         mv = m * vp
         # separable sums, inner axis first (as the scatter): with node offsets o and weights
         # w = Π_c w_c(o_c), S = Σ w G, T_c = Σ w o_c G (so Q = Δx (Σ_c T_c e_cᵀ − S fᵀ)),
@@ -423,6 +392,46 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool, has_c
             Q[r, 1] = dx * (T1[r] - S[r] * f[1])
             if wp.static(dim == 3):
                 Q[r, 2] = dx * (T2[r] - S[r] * f[2])
+        return S, Q, sm, gf
+
+    @wp.kernel
+    def p2g_stored_adjoint(
+        x: wp.array(dtype=vec),
+        v: wp.array(dtype=vec),
+        C: wp.array(dtype=mat),
+        tau: wp.array(dtype=mat),
+        body: wp.array(dtype=wp.int32),
+        vol: wp.array(dtype=float_t),
+        table: wp.array2d(dtype=float_t),
+        res: wp.vec3i,
+        inv_dx: float_t,
+        dt: float_t,
+        grid_grad: wp.array(dtype=vecg),
+        table_needs_grad: int,
+        # outputs (accumulated)
+        x_grad: wp.array(dtype=vec),
+        v_grad: wp.array(dtype=vec),
+        C_grad: wp.array(dtype=mat),
+        tau_grad: wp.array(dtype=mat),
+        table_grad: wp.array2d(dtype=float_t),
+    ):
+        """Hand-written adjoint of `p2g_stored` (a gather: no atomics on the grid, no replay).
+
+        With node values P_o = w_o (m v + A (x_o − x_p)), M_o = w_o m, A = k τ + m C,
+        k = −4 Δt V_p/Δx², and incoming gradients (G_o, g_o): S = Σ w_o G_o,
+        Q = Σ w_o G_o (x_o − x_p)ᵀ; then ∂v = m S, ∂A = Q, ∂τ = k Q, ∂C = m Q,
+        ∂m = S·v + Σ w_o g_o + Q:C, and ∂x_p = Σ ∇w_o (G_o·P_o/w_o + g_o m) − Aᵀ S.
+        """
+        p = wp.tid()
+        b = body[p]
+        Vp = vol[p]
+        m = table[b, 0] * Vp
+        vp = v[p]
+        Cp = C[p]
+        tp = tau[p]
+        k = -dt * Vp * float_t(4.0) * inv_dx * inv_dx
+        A = k * tp + m * Cp
+        S, Q, sm, gf = scatter_adjoint(x[p], vp, A, m, res, inv_dx, grid_grad)
         # f = x/Δx − base: ∂f/∂x = 1/Δx; the (x_o − x_p) factor adds −Aᵀ S
         x_grad[p] = x_grad[p] + inv_dx * gf - wp.transpose(A) * S
         v_grad[p] = v_grad[p] + m * S
@@ -1271,42 +1280,13 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool, has_c
         if not wp.isfinite(Fn):
             wp.atomic_add(flags, 0, 1)
 
-    @wp.kernel
-    def g2p_stored_adjoint(
-        x: wp.array(dtype=vec),
-        F: wp.array(dtype=mat),
-        grid_v: wp.array(dtype=vec),
-        res: wp.vec3i,
-        inv_dx: float_t,
-        dt: float_t,
-        v_out: wp.array(dtype=vec),
-        C_out: wp.array(dtype=mat),
-        gx_out: wp.array(dtype=vec),
-        gv_out: wp.array(dtype=vec),
-        gC_out: wp.array(dtype=mat),
-        gF_trial: wp.array(dtype=mat),
-        # outputs (accumulated)
-        x_grad: wp.array(dtype=vec),
-        F_grad: wp.array(dtype=mat),
-        grid_v_grad: wp.array(dtype=vec),
-    ):
-        """Hand-written adjoint of `g2p_stored` (reads its stored v_p and C_p: no replay of the gather).
-
-        With r_i = x_i − x_p, B = (Δx²/4) C_p and incoming gradients: ∂F = (I + Δt C)ᵀ ∂F_t,
-        ∂B = (4/Δx²)(∂C + Δt ∂F_t Fᵀ), a = ∂v + Δt ∂x_new; node i receives w_i (a + ∂B r_i), and
-        ∂x_p = ∂x_new − ∂Bᵀ v_p + Σ ∇w_i v_i·(a + ∂B r_i).
-        """
-        p = wp.tid()
-        Cn = C_out[p]
-        vp = v_out[p]
-        gFt = gF_trial[p]
-        gxn = gx_out[p]
-        Fp = F[p]
-        F_grad[p] = F_grad[p] + wp.transpose(wp.identity(n=dim, dtype=float_t) + dt * Cn) * gFt
-        gB = (float_t(4.0) * inv_dx * inv_dx) * (gC_out[p] + dt * gFt * wp.transpose(Fp))
-        a = gv_out[p] + dt * gxn
+    @wp.func
+    def gather_adjoint(xp: vec, a: vec, gB: mat, grid_v: wp.array(dtype=vec), res: wp.vec3i, inv_dx: float_t,
+                       grid_v_grad: wp.array(dtype=vec)) -> vec:
+        """The stencil part of `g2p_stored_adjoint` (shared with `g2p_fluid_adjoint`): node i of the particle
+        at xp receives w_i (a + ∂B r_i) in `grid_v_grad`; returns ∂L/∂f through the weights."""
         dx = float_t(1.0) / inv_dx
-        xs = x[p] * inv_dx
+        xs = xp * inv_dx
         gf = vec()
         if wp.static(dim == 3):
             b0 = cell_base(xs[0], res[0])
@@ -1369,6 +1349,137 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool, has_c
                     Ei += w1[j] * e
                     Di += d1[j] * e
                 gf += vec(d0[i] * Ei, w0[i] * Di)
+        return gf
+
+    @wp.kernel
+    def g2p_stored_adjoint(
+        x: wp.array(dtype=vec),
+        F: wp.array(dtype=mat),
+        grid_v: wp.array(dtype=vec),
+        res: wp.vec3i,
+        inv_dx: float_t,
+        dt: float_t,
+        v_out: wp.array(dtype=vec),
+        C_out: wp.array(dtype=mat),
+        gx_out: wp.array(dtype=vec),
+        gv_out: wp.array(dtype=vec),
+        gC_out: wp.array(dtype=mat),
+        gF_trial: wp.array(dtype=mat),
+        # outputs (accumulated)
+        x_grad: wp.array(dtype=vec),
+        F_grad: wp.array(dtype=mat),
+        grid_v_grad: wp.array(dtype=vec),
+    ):
+        """Hand-written adjoint of `g2p_stored` (reads its stored v_p and C_p: no replay of the gather).
+
+        With r_i = x_i − x_p, B = (Δx²/4) C_p and incoming gradients: ∂F = (I + Δt C)ᵀ ∂F_t,
+        ∂B = (4/Δx²)(∂C + Δt ∂F_t Fᵀ), a = ∂v + Δt ∂x_new; node i receives w_i (a + ∂B r_i), and
+        ∂x_p = ∂x_new − ∂Bᵀ v_p + Σ ∇w_i v_i·(a + ∂B r_i).
+        """
+        p = wp.tid()
+        Cn = C_out[p]
+        vp = v_out[p]
+        gFt = gF_trial[p]
+        gxn = gx_out[p]
+        Fp = F[p]
+        F_grad[p] = F_grad[p] + wp.transpose(wp.identity(n=dim, dtype=float_t) + dt * Cn) * gFt
+        gB = (float_t(4.0) * inv_dx * inv_dx) * (gC_out[p] + dt * gFt * wp.transpose(Fp))
+        a = gv_out[p] + dt * gxn
+        gf = gather_adjoint(x[p], a, gB, grid_v, res, inv_dx, grid_v_grad)
+        x_grad[p] = x_grad[p] + gxn - wp.transpose(gB) * vp + inv_dx * gf
+
+    # ---------------------------------------------------------- fluid-only scenes, taped (Newtonian)
+    # The taped substeps of a scene of Newtonian fluids run `p2g_fluid` and `g2p_fluid` themselves
+    # (the untaped kernels: the same values bitwise) and these adjoints: no F, no stored stress,
+    # no separate projection.
+    @wp.kernel
+    def p2g_fluid_adjoint(
+        x: wp.array(dtype=vec),
+        v: wp.array(dtype=vec),
+        C: wp.array(dtype=mat),
+        J: wp.array(dtype=float_t),
+        body: wp.array(dtype=wp.int32),
+        vol: wp.array(dtype=float_t),
+        table: wp.array2d(dtype=float_t),
+        res: wp.vec3i,
+        inv_dx: float_t,
+        dt: float_t,
+        grid_grad: wp.array(dtype=vecg),
+        table_needs_grad: int,
+        # outputs (accumulated)
+        x_grad: wp.array(dtype=vec),
+        v_grad: wp.array(dtype=vec),
+        C_grad: wp.array(dtype=mat),
+        J_grad: wp.array(dtype=float_t),
+        table_grad: wp.array2d(dtype=float_t),
+    ):
+        """Hand-written adjoint of `p2g_fluid` for Newtonian particles: `p2g_stored_adjoint` with the stress
+        recomputed from J and C, and ∂τ = k Q carried to J, C and the table by `newtonian_adjoint`."""
+        p = wp.tid()
+        b = body[p]
+        Vp = vol[p]
+        m = table[b, 0] * Vp
+        vp = v[p]
+        Cp = C[p]
+        Jp = J[p]
+        K = table[b, P0]
+        eta = table[b, P0 + 1]
+        gamma = table[b, P0 + 2]
+        zeta = table[b, P0 + 3]
+        tp = fl.newtonian(fl.with_det(Jp), Cp, K, eta, gamma, zeta)
+        k = -dt * Vp * float_t(4.0) * inv_dx * inv_dx
+        A = k * tp + m * Cp
+        S, Q, sm, gf = scatter_adjoint(x[p], vp, A, m, res, inv_dx, grid_grad)
+        dJ, dC, dK, deta, dzeta = fl.newtonian_adjoint(Jp, Cp, K, eta, gamma, zeta, k * Q)
+        x_grad[p] = x_grad[p] + inv_dx * gf - wp.transpose(A) * S
+        v_grad[p] = v_grad[p] + m * S
+        C_grad[p] = C_grad[p] + m * Q + dC
+        J_grad[p] = J_grad[p] + dJ
+        if table_needs_grad != 0:
+            gm = wp.dot(S, vp) + sm + wp.ddot(Q, Cp)
+            wp.atomic_add(table_grad, b, 0, Vp * gm)
+            wp.atomic_add(table_grad, b, P0, dK)
+            wp.atomic_add(table_grad, b, P0 + 1, deta)
+            wp.atomic_add(table_grad, b, P0 + 3, dzeta)
+
+    @wp.kernel
+    def g2p_fluid_adjoint(
+        x: wp.array(dtype=vec),
+        J: wp.array(dtype=float_t),
+        grid_v: wp.array(dtype=vec),
+        res: wp.vec3i,
+        inv_dx: float_t,
+        dt: float_t,
+        v_out: wp.array(dtype=vec),
+        C_out: wp.array(dtype=mat),
+        gx_out: wp.array(dtype=vec),
+        gv_out: wp.array(dtype=vec),
+        gC_out: wp.array(dtype=mat),
+        gJ_out: wp.array(dtype=float_t),
+        # outputs (accumulated)
+        x_grad: wp.array(dtype=vec),
+        J_grad: wp.array(dtype=float_t),
+        grid_v_grad: wp.array(dtype=vec),
+    ):
+        """Hand-written adjoint of `g2p_fluid` (reads its stored v_p and C_p: no replay of the gather).
+
+        J_new = det(M) J with M = I + Δt C_p (zero gradient where clamped at 10⁻⁶): ∂J = det(M) ∂J_new,
+        ∂C_p gains Δt ∂J_new J det(M) M⁻ᵀ; the rest is `g2p_stored_adjoint`'s."""
+        p = wp.tid()
+        Cn = C_out[p]
+        vp = v_out[p]
+        gxn = gx_out[p]
+        gC = gC_out[p]
+        M = wp.identity(n=dim, dtype=float_t) + dt * Cn
+        det = wp.determinant(M)
+        Jp = J[p]
+        if det * Jp > float_t(1e-6):
+            gJn = gJ_out[p]
+            J_grad[p] = J_grad[p] + det * gJn
+            gC = gC + (dt * gJn * Jp * det) * wp.transpose(wp.inverse(M))
+        gB = (float_t(4.0) * inv_dx * inv_dx) * gC
+        a = gv_out[p] + dt * gxn
+        gf = gather_adjoint(x[p], a, gB, grid_v, res, inv_dx, grid_v_grad)
         x_grad[p] = x_grad[p] + gxn - wp.transpose(gB) * vp + inv_dx * gf
 
     # with colliders (not meshes) the grid update's adjoint is hand-written too
@@ -1386,4 +1497,5 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool, has_c
                            stress=stress, p2g_stored=p2g_stored,
                            p2g_stored_adjoint=p2g_stored_adjoint, g2p_stored=g2p_stored, project_trial=project_trial,
                            g2p_stored_adjoint=g2p_stored_adjoint, grid_update_adjoint=grid_update_adjoint,
+                           p2g_fluid_adjoint=p2g_fluid_adjoint, g2p_fluid_adjoint=g2p_fluid_adjoint,
                            grid_update_adjoint_blocks=grid_update_adjoint_blocks)

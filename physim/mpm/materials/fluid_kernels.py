@@ -91,5 +91,28 @@ def make_fluid_funcs(T: KernelTypes):
         M[0, 0] = J
         return M
 
+    @wp.func
+    def pressure_derivs(J: float_t, K: float_t, gamma: float_t):
+        """(∂a/∂J, ∂a/∂K) of a(J) = `pressure_tau`."""
+        dJ = K
+        dK = J - float_t(1.0)
+        if gamma != float_t(1.0):
+            Jg = wp.pow(J, -gamma)
+            dJ = K * Jg - K / gamma * (Jg - float_t(1.0))
+            dK = -J / gamma * (Jg - float_t(1.0))
+        return dJ, dK
+
+    @wp.func
+    def newtonian_adjoint(J: float_t, C: mat, K: float_t, eta: float_t, gamma: float_t, zeta: float_t, G: mat):
+        """(∂J, ∂C, ∂K, ∂η, ∂ζ) of τ = `newtonian` as a function of J = det F, for the incoming gradient G
+        (equations in `taped_kernels`' docstring; ∂η and ∂ζ also where η = 0 or ζ = 0)."""
+        trG = wp.trace(G)
+        da_dJ, da_dK = pressure_derivs(J, K, gamma)
+        GD = wp.ddot(G, dev_rate(C))
+        trC = wp.trace(C)
+        dJ = da_dJ * trG + float_t(2.0) * eta * GD + zeta * trC * trG
+        dC = (float_t(2.0) * eta * J) * dev_rate(G) + (zeta * J * trG) * wp.identity(n=dim, dtype=float_t)
+        return dJ, dC, da_dK * trG, float_t(2.0) * J * GD, J * trC * trG
+
     return SimpleNamespace(newtonian=newtonian, herschel_bulkley=herschel_bulkley, volumetric=volumetric,
-                           with_det=with_det, dev_rate=dev_rate)
+                           with_det=with_det, dev_rate=dev_rate, newtonian_adjoint=newtonian_adjoint)

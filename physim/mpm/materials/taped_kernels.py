@@ -67,10 +67,6 @@ def make_taped_material_kernels(T: KernelTypes, laws: frozenset):
     sqrt23 = float((2.0 / 3.0) ** 0.5)
     jmin = 1e-6  # the clamp of `fluid_kernels.volumetric`
 
-    @wp.func
-    def identity() -> mat:
-        return wp.identity(n=dim, dtype=float_t)
-
     # ------------------------------------------------------------------------------- von Mises
     @wp.func
     def hencky_h(s: vec, mu: float_t, lam: float_t, smin: float_t):
@@ -172,18 +168,6 @@ def make_taped_material_kernels(T: KernelTypes, laws: frozenset):
             dmu = -dk * k / mu
         return dF, dmu, dys
 
-    # ------------------------------------------------------------------------------- Newtonian
-    @wp.func
-    def pressure_derivs(J: float_t, K: float_t, gamma: float_t):
-        """(∂a/∂J, ∂a/∂K) of a(J) = `fluid_kernels.pressure_tau`."""
-        dJ = K
-        dK = J - float_t(1.0)
-        if gamma != float_t(1.0):
-            Jg = wp.pow(J, -gamma)
-            dJ = K * Jg - K / gamma * (Jg - float_t(1.0))
-            dK = -J / gamma * (Jg - float_t(1.0))
-        return dJ, dK
-
     # ------------------------------------------------------------------------------- kernels
     @wp.kernel
     def stress_stored(
@@ -242,24 +226,14 @@ def make_taped_material_kernels(T: KernelTypes, laws: frozenset):
         if wp.static(has_newt):
             if kind == mb.KIND_NEWTONIAN:
                 Fp = F[p]
-                Cp = C[p]
-                G = tau_grad[p]
-                trG = wp.trace(G)
-                K = table[b, P0]
-                eta = table[b, P0 + 1]
-                zeta = table[b, P0 + 3]
-                J = wp.determinant(Fp)
-                da_dJ, da_dK = pressure_derivs(J, K, table[b, P0 + 2])
-                Dd = fl.dev_rate(Cp)
-                GD = E.inner(G, Dd)
-                trC = wp.trace(Cp)
-                dJ = da_dJ * trG + float_t(2.0) * eta * GD + zeta * trC * trG
+                dJ, dC, dK, deta, dzeta = fl.newtonian_adjoint(wp.determinant(Fp), C[p], table[b, P0], table[b, P0 + 1],
+                                                               table[b, P0 + 2], table[b, P0 + 3], tau_grad[p])
                 F_grad[p] = F_grad[p] + dJ * E.cofactor(Fp)
-                C_grad[p] = C_grad[p] + (float_t(2.0) * eta * J) * fl.dev_rate(G) + (zeta * J * trG) * identity()
+                C_grad[p] = C_grad[p] + dC
                 if table_needs_grad != 0:
-                    wp.atomic_add(table_grad, b, P0, da_dK * trG)
-                    wp.atomic_add(table_grad, b, P0 + 1, float_t(2.0) * J * GD)
-                    wp.atomic_add(table_grad, b, P0 + 3, J * trC * trG)
+                    wp.atomic_add(table_grad, b, P0, dK)
+                    wp.atomic_add(table_grad, b, P0 + 1, deta)
+                    wp.atomic_add(table_grad, b, P0 + 3, dzeta)
         if wp.static(has_vm):
             if kind == mb.KIND_VON_MISES:
                 dF, dmu, dlam = hencky_adjoint(F[p], U_in[p], s_in[p], V_in[p], table[b, 1], table[b, 2],
