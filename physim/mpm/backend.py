@@ -107,6 +107,7 @@ class WarpBackend:
         # `g2p_fluid` with hand-written adjoints (no F, stored stress or projection on the tape)
         self.taped_j = all(b.material.kind == KIND_NEWTONIAN for b in sim.bodies)
         self.p2g_fluid_adjoint, self.g2p_fluid_adjoint = K.p2g_fluid_adjoint, K.g2p_fluid_adjoint
+        self.gather_j_adjoint, self.scatter_j_adjoint = K.gather_j_adjoint, K.scatter_j_adjoint
         if self.has_rigid:
             self.rigid_k = make_rigid_kernels(T)
             # the taped rigid motion's adjoint: Warp's by default; the hand-written one (one SVD per body
@@ -345,8 +346,13 @@ class WarpBackend:
                   outputs=[body, vol, rslot, ridx], device=dev, record_tape=False)  # constants: no gradient
         carry_j = self.carry_j and (not rec or self.taped_j)
         cur = self._particles(ctx, rec, "sorted", carry_j)
-        wp.launch(self.gather_j if carry_j else self.gather, n, inputs=[order, x, v, C, F], outputs=list(cur),
-                  device=dev)
+        if rec and carry_j:  # the permutation's adjoints hand-written (Warp's cost about 3× the forward)
+            self._replay("gather_j", self.gather_j, n, [order, x, v, C, F], list(cur))
+            grads = [a.grad if a.grad is not None else self._dummy(k, a) for k, a in zip("xvCF", (x, v, C, F))]
+            self._record_adjoint("gather_j_adjoint", self.gather_j_adjoint, [order, F, *(a.grad for a in cur)], grads)
+        else:
+            wp.launch(self.gather_j if carry_j else self.gather, n, inputs=[order, x, v, C, F], outputs=list(cur),
+                      device=dev)
         if tau_ext.shape[0] == n:
             tau_s = ctx.zeros(n, T.mat) if rec else self._buf("tau", n, T.mat)
             wp.launch(self.gather_mat, n, inputs=[order, tau_ext], outputs=[tau_s], device=dev)
@@ -429,8 +435,13 @@ class WarpBackend:
         self._sum_reactions(force, torque, force_w, torque_w)
         # fresh output tensors in particle-id order (every entry is written: no zero fill needed)
         final = self._fresh_particles(ctx, rec)
-        wp.launch(self.scatter_j if carry_j else self.scatter, n, inputs=[order, *cur], outputs=list(final),
-                  device=dev)
+        if rec and carry_j:
+            self._replay("scatter_j", self.scatter_j, n, [order, *cur], list(final))
+            self._record_adjoint("scatter_j_adjoint", self.scatter_j_adjoint,
+                                 [order, cur[3], final[3], *(a.grad for a in final)], [a.grad for a in cur])
+        else:
+            wp.launch(self.scatter_j if carry_j else self.scatter, n, inputs=[order, *cur], outputs=list(final),
+                      device=dev)
         return (*final, force, torque)
 
     def _taped_stress(self, Cs, Fs, body, table, tau_ext, tau) -> None:
@@ -516,6 +527,13 @@ class WarpBackend:
             self._replay("p2g_stored_adjoint", self.p2g_stored_adjoint, self.n, adj_in, adj_out)
 
         wp._src.context.runtime.tape.record_func(backward=backward, arrays=[])
+
+    def _record_adjoint(self, key: str, kernel, adj_in: list, adj_out: list) -> None:
+        """Put a hand-written adjoint kernel, launched over the particles, on the tape."""
+        def backward():
+            self._replay(key, kernel, self.n, adj_in, adj_out)
+
+        self.wp._src.context.runtime.tape.record_func(backward=backward, arrays=[])
 
     def _record_p2g_fluid_adjoint(self, args, grid, cur, table) -> None:
         """Put the hand-written adjoint of a taped `p2g_fluid` (Newtonian fluids, J carried) on the tape."""

@@ -63,6 +63,7 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool, has_c
     tiny = 1e-12 if T.float == wp.float64 else 1e-7
     BLOCK_NODES = BLOCK**dim
     LOWER_Z = 2 if dim == 3 else 1  # block offsets along z whose flags reach a block
+    INV_DIM = 1.0 / dim
 
     @wp.func
     def kirchhoff(kind: int, Fp: mat, Cp: mat, table: wp.array2d(dtype=float_t), b: int, text: mat) -> mat:
@@ -1482,6 +1483,57 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool, has_c
         gf = gather_adjoint(x[p], a, gB, grid_v, res, inv_dx, grid_v_grad)
         x_grad[p] = x_grad[p] + gxn - wp.transpose(gB) * vp + inv_dx * gf
 
+    @wp.kernel
+    def gather_j_adjoint(
+        order: wp.array(dtype=wp.int32),
+        F: wp.array(dtype=mat),
+        xs_grad: wp.array(dtype=vec),
+        vs_grad: wp.array(dtype=vec),
+        Cs_grad: wp.array(dtype=mat),
+        Js_grad: wp.array(dtype=float_t),
+        # outputs (accumulated; `order` is a permutation: one writer per particle)
+        x_grad: wp.array(dtype=vec),
+        v_grad: wp.array(dtype=vec),
+        C_grad: wp.array(dtype=mat),
+        F_grad: wp.array(dtype=mat),
+    ):
+        """Hand-written adjoint of `sort_kernels.gather_j` (J = det F in cell order): ∂F = ∂J cof F."""
+        t = wp.tid()
+        p = order[t]
+        x_grad[p] = x_grad[p] + xs_grad[t]
+        v_grad[p] = v_grad[p] + vs_grad[t]
+        C_grad[p] = C_grad[p] + Cs_grad[t]
+        F_grad[p] = F_grad[p] + Js_grad[t] * E.cofactor(F[p])
+
+    @wp.kernel
+    def scatter_j_adjoint(
+        order: wp.array(dtype=wp.int32),
+        Js: wp.array(dtype=float_t),
+        F_out: wp.array(dtype=mat),
+        x_grad: wp.array(dtype=vec),
+        v_grad: wp.array(dtype=vec),
+        C_grad: wp.array(dtype=mat),
+        F_grad: wp.array(dtype=mat),
+        # outputs (accumulated)
+        xs_grad: wp.array(dtype=vec),
+        vs_grad: wp.array(dtype=vec),
+        Cs_grad: wp.array(dtype=mat),
+        Js_grad: wp.array(dtype=float_t),
+    ):
+        """Hand-written adjoint of `sort_kernels.scatter_j` (F = y I, y = max(J, 10⁻⁶)^{1/d} read back from
+        F_out): ∂J = tr ∂F / (d y^{d−1}), zero where J is clamped."""
+        t = wp.tid()
+        p = order[t]
+        xs_grad[t] = xs_grad[t] + x_grad[p]
+        vs_grad[t] = vs_grad[t] + v_grad[p]
+        Cs_grad[t] = Cs_grad[t] + C_grad[p]
+        if Js[t] > float_t(1e-6):
+            y = F_out[p][0, 0]
+            dJ = wp.trace(F_grad[p]) * float_t(INV_DIM) / y
+            if wp.static(dim == 3):
+                dJ = dJ / y
+            Js_grad[t] = Js_grad[t] + dJ
+
     # with colliders (not meshes) the grid update's adjoint is hand-written too
     grid_update_collider_adjoint = None
     if has_colliders and not has_mesh:
@@ -1498,4 +1550,5 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool, has_c
                            p2g_stored_adjoint=p2g_stored_adjoint, g2p_stored=g2p_stored, project_trial=project_trial,
                            g2p_stored_adjoint=g2p_stored_adjoint, grid_update_adjoint=grid_update_adjoint,
                            p2g_fluid_adjoint=p2g_fluid_adjoint, g2p_fluid_adjoint=g2p_fluid_adjoint,
+                           gather_j_adjoint=gather_j_adjoint, scatter_j_adjoint=scatter_j_adjoint,
                            grid_update_adjoint_blocks=grid_update_adjoint_blocks)
