@@ -276,13 +276,14 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool, has_c
         return vec3(f - float_t(1.5), float_t(2.0) * (float_t(1.0) - f), f - float_t(0.5))
 
     @wp.func
-    def scatter_adjoint(xp: vec, vp: vec, A: mat, m: float_t, res: wp.vec3i, inv_dx: float_t,
-                        grid_grad: wp.array(dtype=vecg)):
-        """The stencil part of `p2g_stored_adjoint` (shared with `p2g_fluid_adjoint`): for the particle at
-        xp of mass m, velocity vp and affine momentum A, and the grid's incoming gradient, (S, Q, sm, gf):
-        S = Σ w G, Q = Σ w G (x_o − x_p)ᵀ, sm = Σ w g_m and ∂L/∂f through the weights."""
+    def scatter_adjoint(p: int, x: wp.array(dtype=vec), vp: vec, Cp: mat, tp: mat, m: float_t, k: float_t,
+                        res: wp.vec3i, inv_dx: float_t, grid_grad: wp.array(dtype=vecg), x_grad: wp.array(dtype=vec),
+                        v_grad: wp.array(dtype=vec)):
+        """`p2g_stored_adjoint` of particle p (shared with `p2g_fluid_adjoint`) of mass m, velocity vp, affine
+        field Cp and stress tp (A = k τ + m C): adds ∂x and ∂v, returns Q and ∂L/∂m."""
+        A = k * tp + m * Cp
         dx = float_t(1.0) / inv_dx
-        xs = xp * inv_dx
+        xs = x[p] * inv_dx
         mv = m * vp
         # separable sums, inner axis first (as the scatter): with node offsets o and weights
         # w = Π_c w_c(o_c), S = Σ w G, T_c = Σ w o_c G (so Q = Δx (Σ_c T_c e_cᵀ − S fᵀ)),
@@ -393,7 +394,10 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool, has_c
             Q[r, 1] = dx * (T1[r] - S[r] * f[1])
             if wp.static(dim == 3):
                 Q[r, 2] = dx * (T2[r] - S[r] * f[2])
-        return S, Q, sm, gf
+        # f = x/Δx − base: ∂f/∂x = 1/Δx; the (x_o − x_p) factor adds −Aᵀ S
+        x_grad[p] = x_grad[p] + inv_dx * gf - wp.transpose(A) * S
+        v_grad[p] = v_grad[p] + m * S
+        return Q, wp.dot(S, vp) + sm + wp.ddot(Q, Cp)
 
     @wp.kernel
     def p2g_stored_adjoint(
@@ -427,19 +431,11 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool, has_c
         b = body[p]
         Vp = vol[p]
         m = table[b, 0] * Vp
-        vp = v[p]
-        Cp = C[p]
-        tp = tau[p]
         k = -dt * Vp * float_t(4.0) * inv_dx * inv_dx
-        A = k * tp + m * Cp
-        S, Q, sm, gf = scatter_adjoint(x[p], vp, A, m, res, inv_dx, grid_grad)
-        # f = x/Δx − base: ∂f/∂x = 1/Δx; the (x_o − x_p) factor adds −Aᵀ S
-        x_grad[p] = x_grad[p] + inv_dx * gf - wp.transpose(A) * S
-        v_grad[p] = v_grad[p] + m * S
+        Q, gm = scatter_adjoint(p, x, v[p], C[p], tau[p], m, k, res, inv_dx, grid_grad, x_grad, v_grad)
         C_grad[p] = C_grad[p] + m * Q
         tau_grad[p] = tau_grad[p] + k * Q
         if table_needs_grad != 0:
-            gm = wp.dot(S, vp) + sm + wp.ddot(Q, Cp)
             wp.atomic_add(table_grad, b, 0, Vp * gm)
 
     @wp.kernel
@@ -1282,12 +1278,15 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool, has_c
             wp.atomic_add(flags, 0, 1)
 
     @wp.func
-    def gather_adjoint(xp: vec, a: vec, gB: mat, grid_v: wp.array(dtype=vec), res: wp.vec3i, inv_dx: float_t,
-                       grid_v_grad: wp.array(dtype=vec)) -> vec:
-        """The stencil part of `g2p_stored_adjoint` (shared with `g2p_fluid_adjoint`): node i of the particle
-        at xp receives w_i (a + ∂B r_i) in `grid_v_grad`; returns ∂L/∂f through the weights."""
+    def gather_adjoint(p: int, x: wp.array(dtype=vec), vp: vec, gB: mat, gvn: vec, gxn: vec, dt: float_t,
+                       grid_v: wp.array(dtype=vec), res: wp.vec3i, inv_dx: float_t, grid_v_grad: wp.array(dtype=vec),
+                       x_grad: wp.array(dtype=vec)):
+        """`g2p_stored_adjoint` of particle p (shared with `g2p_fluid_adjoint`) given ∂B and the gradients of its
+        new velocity and position: node i receives w_i (a + ∂B r_i) in `grid_v_grad`, a = ∂v + Δt ∂x_new;
+        adds ∂x_p."""
+        a = gvn + dt * gxn
         dx = float_t(1.0) / inv_dx
-        xs = xp * inv_dx
+        xs = x[p] * inv_dx
         gf = vec()
         if wp.static(dim == 3):
             b0 = cell_base(xs[0], res[0])
@@ -1350,7 +1349,7 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool, has_c
                     Ei += w1[j] * e
                     Di += d1[j] * e
                 gf += vec(d0[i] * Ei, w0[i] * Di)
-        return gf
+        x_grad[p] = x_grad[p] + gxn - wp.transpose(gB) * vp + inv_dx * gf
 
     @wp.kernel
     def g2p_stored_adjoint(
@@ -1385,9 +1384,7 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool, has_c
         Fp = F[p]
         F_grad[p] = F_grad[p] + wp.transpose(wp.identity(n=dim, dtype=float_t) + dt * Cn) * gFt
         gB = (float_t(4.0) * inv_dx * inv_dx) * (gC_out[p] + dt * gFt * wp.transpose(Fp))
-        a = gv_out[p] + dt * gxn
-        gf = gather_adjoint(x[p], a, gB, grid_v, res, inv_dx, grid_v_grad)
-        x_grad[p] = x_grad[p] + gxn - wp.transpose(gB) * vp + inv_dx * gf
+        gather_adjoint(p, x, vp, gB, gv_out[p], gxn, dt, grid_v, res, inv_dx, grid_v_grad, x_grad)
 
     # ---------------------------------------------------------- fluid-only scenes, taped (Newtonian)
     # The taped substeps of a scene of Newtonian fluids run `p2g_fluid` and `g2p_fluid` themselves
@@ -1420,7 +1417,6 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool, has_c
         b = body[p]
         Vp = vol[p]
         m = table[b, 0] * Vp
-        vp = v[p]
         Cp = C[p]
         Jp = J[p]
         K = table[b, P0]
@@ -1429,15 +1425,11 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool, has_c
         zeta = table[b, P0 + 3]
         tp = fl.newtonian(fl.with_det(Jp), Cp, K, eta, gamma, zeta)
         k = -dt * Vp * float_t(4.0) * inv_dx * inv_dx
-        A = k * tp + m * Cp
-        S, Q, sm, gf = scatter_adjoint(x[p], vp, A, m, res, inv_dx, grid_grad)
+        Q, gm = scatter_adjoint(p, x, v[p], Cp, tp, m, k, res, inv_dx, grid_grad, x_grad, v_grad)
         dJ, dC, dK, deta, dzeta = fl.newtonian_adjoint(Jp, Cp, K, eta, gamma, zeta, k * Q)
-        x_grad[p] = x_grad[p] + inv_dx * gf - wp.transpose(A) * S
-        v_grad[p] = v_grad[p] + m * S
         C_grad[p] = C_grad[p] + m * Q + dC
         J_grad[p] = J_grad[p] + dJ
         if table_needs_grad != 0:
-            gm = wp.dot(S, vp) + sm + wp.ddot(Q, Cp)
             wp.atomic_add(table_grad, b, 0, Vp * gm)
             wp.atomic_add(table_grad, b, P0, dK)
             wp.atomic_add(table_grad, b, P0 + 1, deta)
@@ -1478,10 +1470,8 @@ def make_transfer_kernels(T: KernelTypes, laws: frozenset, has_mesh: bool, has_c
             gJn = gJ_out[p]
             J_grad[p] = J_grad[p] + det * gJn
             gC = gC + (dt * gJn * Jp * det) * wp.transpose(wp.inverse(M))
-        gB = (float_t(4.0) * inv_dx * inv_dx) * gC
-        a = gv_out[p] + dt * gxn
-        gf = gather_adjoint(x[p], a, gB, grid_v, res, inv_dx, grid_v_grad)
-        x_grad[p] = x_grad[p] + gxn - wp.transpose(gB) * vp + inv_dx * gf
+        gather_adjoint(p, x, vp, (float_t(4.0) * inv_dx * inv_dx) * gC, gv_out[p], gxn, dt, grid_v, res, inv_dx,
+                       grid_v_grad, x_grad)
 
     @wp.kernel
     def gather_j_adjoint(
