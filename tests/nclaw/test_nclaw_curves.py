@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from nclaw_helpers import perturbed, single_thread  # noqa: F401 (fixture)
 from physim.operators.nclaw.curves import load_snapshot, plot_curves, read_metrics, snapshot_errors
 from physim.operators.nclaw.data import generate_trajectory
 from physim.operators.nclaw.experiment import ExperimentConfig, train_one
@@ -15,23 +16,14 @@ from physim.errors import ConfigError
 TINY = SceneSpec(grid=24, particles_per_cell=1, steps=4, substeps=2, dt=1e-3, box=0.2, gap=0.0)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def test_window_loss_gradient_is_the_same_with_and_without_checkpoints():
     """Verify the windowed loss and its weight gradient agree (float64) for K = 1, 3 and no checkpointing."""
     truth = make_simulator("train", TINY, {"main": ground_truth_material("jelly")}, dtype="float64")
     traj = generate_trajectory(truth, TINY.steps, {})
-    torch.manual_seed(0)
-    model = build_model("invariant", "jelly", TINY, width=8).double()
-    with torch.no_grad():  # a non-trivial law: the last layers start at zero
-        for p in model.parameters():
-            p.add_(0.05 * torch.randn_like(p))
+    model = perturbed(build_model("invariant", "jelly", TINY, width=8).double(), scale=0.05)  # last layers not 0
     sim = make_simulator("train", TINY, {"main": model_material(model)}, dtype="float64")
     results = []
     for k in (0, 1, 3):
