@@ -1,14 +1,18 @@
 """Where one NCLaw training epoch spends its CPU time (process time per part; optional cProfile).
 
-    .venv/bin/python scripts/nclaw_profile.py --variant invariant --window 5 --repeat 2
+    .venv/bin/python scripts/nclaw_profile.py --variant invariant --window 5 --repeat 3
+    .venv/bin/python scripts/nclaw_profile.py --ab 10 --repeat 6     # A/B: checkpointed every 10 vs not
 
 Builds the benchmark's training scene (default 2D jelly, 32² grid, ~256 particles, 40 control
-steps × 5 substeps), takes one optimizer-free training step (the windowed rollout loss and its
-backward, as one epoch of `physim.operators.nclaw.fit` does) plus the full-rollout validation,
-and splits the process time into: the learned law forward (stress + plastic projection, every
-substep, including the checkpointed recomputation), the Warp transfers forward and backward
-(the bridge's `_WarpFunction`), torch's autograd engine (the network's backward, C++ only), and
-the rest (Python glue of the step and the rollout). Nothing is written but the printed table.
+steps × 5 substeps), and runs what one epoch of `physim.operators.nclaw.fit` runs, without
+the optimizer step: the windowed rollout loss, its backward, and the full-rollout validation.
+The process time is split by timing wrappers into the learned law's forward (stress, plastic
+projection), the Warp transfers' forward and backward (the bridge's `_WarpFunction`, kernels
+included), each marked "[in backward]" when it ran inside ``loss.backward()`` (checkpoint
+recomputation), torch's autograd engine (the network's backward) and the rest (Python glue).
+``--ab K`` instead times whole epochs interleaved, checkpointed every K steps (A) against
+``--checkpoint-every`` (B, default 0: no checkpoints), and compares their gradients.
+Nothing is written but the printed table.
 """
 
 from __future__ import annotations
