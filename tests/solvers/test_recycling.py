@@ -241,3 +241,26 @@ def test_gcrodr_keeps_C_for_an_unchanged_matrix(monkeypatch):
     gcrodr(A, F[0], rtol=1e-10, m=30, recycle=space)
     assert not recycling._same_operator(space, lambda v: (2.0 * A) @ v, A.shape[0])
     assert recycling._same_operator(space, lambda v: A @ v, A.shape[0])
+
+
+def test_bench_skr_ceiling_reports_iteration_ratios_against_gmres_and_checks_its_sweep(tmp_path, capsys):
+    """Verify the ceiling script solves every swept GCRO-DR(m, k), writes its JSON, and rejects a bad --sweep."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "scripts" / "bench_skr_ceiling.py"
+    spec = importlib.util.spec_from_file_location("bench_skr_ceiling_under_test", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.main(["--size", "24", "--systems", "6", "--precond", "none", "--sweep", "20:5,30:10",
+                       "--out", str(tmp_path)]) == 0
+    rows = json.loads((tmp_path / "results.json").read_text())["rows"]
+    assert [(r["m"], r["k"]) for r in rows] == [(40, 0), (20, 5), (30, 10)]
+    assert rows[0]["iteration_ratio"] == 1.0 and all(r["products_mean"] > 0 for r in rows)
+    # without a preconditioner GMRES(40) needs ~125 products here, and recycling cuts them (1.3-1.6x)
+    assert max(r["iteration_ratio"] for r in rows[1:]) > 1.0
+    assert "Best iteration ratio" in capsys.readouterr().out
+    for bad in ("20", "5:20", "a:b"):
+        with pytest.raises(SystemExit, match="--sweep"):
+            bench.main(["--sweep", bad, "--out", str(tmp_path)])
