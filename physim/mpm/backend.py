@@ -105,10 +105,9 @@ class WarpBackend:
         self.carry_j = all(b.material.kind in (KIND_NEWTONIAN, KIND_HERSCHEL_BULKLEY) for b in sim.bodies)
         if self.has_rigid:
             self.rigid_k = make_rigid_kernels(T)
-            # the taped rigid motion's adjoint: Warp's by default; the hand-written one (one SVD per body
-            # instead of two per particle, FD-tested) did not pay at `cpu` quality, where its two extra
-            # launches per substep cost what Warp's adjoint does (docs/benchmarks.md, "Material adjoints")
-            self.hand_rigid = False
+            # the taped rigid motion (sums and per-particle motion) with a hand-written adjoint, all launches
+            # packed (`_replay`); False: Warp's automatic adjoints (kept to compare against in the tests)
+            self.hand_rigid = True
             self.rigid_sums1, self.rigid_sums2, self.rigid_apply = (self.rigid_k.rigid_sums1, self.rigid_k.rigid_sums2,
                                                                     self.rigid_k.rigid_apply)
 
@@ -708,44 +707,63 @@ class WarpBackend:
         wp, T = self.wp, self.T
         x, v, C, F = outs
         k, r = self.rigid_count, self.rigid_particles
+        hand = fresh and self.hand_rigid
 
         def acc(name, dtype):
             """A per-body sum (zeroed; its gradient too on the tape): recycled, not a fresh torch allocation."""
             if fresh:
-                return self._taped(k, dtype)
+                return self._taped(k, dtype, grad=not hand)
             a = self._buf("rigid_" + name, k, dtype)
             a.zero_()
             return a
 
+        def launch(key, kernel, dim, inputs, outputs):
+            if hand:  # not on the tape: the adjoint below is hand-written
+                self._replay(key, kernel, dim, inputs, outputs)
+            else:
+                wp.launch(kernel, dim, inputs=inputs, outputs=outputs, device=ctx.device)
+
         msum, mx, mv = acc("msum", T.float), acc("mx", T.vec), acc("mv", T.vec)
-        wp.launch(self.rigid_sums1, r, inputs=[ridx, self.rbody, body, vol, table, x, v],
-                  outputs=[msum, mx, mv], device=ctx.device)
+        s1 = [ridx, self.rbody, body, vol, table, x, v]
+        launch("rigid_sums1", self.rigid_sums1, r, s1, [msum, mx, mv])
         A, L, I = acc("A", T.mat), acc("L", T.vec3), acc("I", T.mat3)
-        wp.launch(self.rigid_sums2, r, inputs=[ridx, self.rbody, body, vol, table, self.r0, x, v,
-                                               msum, mx], outputs=[A, L, I], device=ctx.device)
+        launch("rigid_sums2", self.rigid_sums2, r, [*s1[:5], self.r0, x, v, msum, mx], [A, L, I])
         new = self._particles(ctx, fresh, tag)
-        wp.launch(self.rigid_apply, self.n, inputs=[rslot, self.rbody, self.r0, x, v, C, F, msum, mx, mv, A, L, I],
-                  outputs=list(new), device=ctx.device, record_tape=not fresh or not self.hand_rigid)
-        if fresh and self.hand_rigid:
-            self._record_rigid_adjoint(rslot, outs, new, (msum, mx, mv, A, L, I))
+        launch("rigid_apply", self.rigid_apply, self.n, [rslot, self.rbody, self.r0, x, v, C, F, msum, mx, mv, A, L, I],
+               list(new))
+        if hand:
+            self._record_rigid_adjoint(table, body, vol, rslot, ridx, outs, new, (msum, mx, mv, A, L, I))
         return new
 
-    def _record_rigid_adjoint(self, rslot, outs, new, sums) -> None:
-        """Put the hand-written adjoint of `rigid_apply` on the tape (one SVD per body, not per particle)."""
-        wp, T, K, k, dev = self.wp, self.T, self.rigid_k, self.rigid_count, self.device
-        msum, A, L, I = sums[0], sums[3], sums[4], sums[5]
-        R, W = self._taped(k, T.mat, grad=False, zero=False), self._taped(k, T.mat, grad=False, zero=False)
-        dc, dvc = self._taped(k, T.vec, grad=False), self._taped(k, T.vec, grad=False)
+    def _record_rigid_adjoint(self, table, body, vol, rslot, ridx, outs, new, sums) -> None:
+        """Put the hand-written adjoint of the rigid motion (`rigid_sums1`, `rigid_sums2`, `rigid_apply`) on the tape.
+
+        Four packed launches: the bodies' frames (one SVD per body, not per particle), the per-particle
+        adjoint of `rigid_apply` (copies pass their gradients on, rigid particles sum the bodies'
+        ∂c, ∂v_c, ∂R, ∂W), then the sums' adjoints over the rigid particles, which recompute the
+        per-body gradients instead of launching a kernel of one thread per body.
+        """
+        wp, T, K, k, r = self.wp, self.T, self.rigid_k, self.rigid_count, self.rigid_particles
+        msum, mx, mv, A, L, I = sums
+        R, W, U, V = (self._taped(k, T.mat, grad=False, zero=False) for _ in range(4))
+        sv = self._taped(k, T.vec, grad=False, zero=False)
+        dc, dvc, dcen = (self._taped(k, T.vec, grad=False) for _ in range(3))
         dR, dW = self._taped(k, T.mat, grad=False), self._taped(k, T.mat, grad=False)
-        apply_in = [rslot, self.rbody, self.r0, R, W, *(a.grad for a in new)]
-        apply_out = [*(a.grad for a in outs), dc, dvc, dR, dW]
-        body_in = [*sums, dc, dvc, dR, dW]
-        body_out = [a.grad for a in sums]
+        x, v = outs[0], outs[1]
+        gx, gv = x.grad, v.grad
+        want = int(table.requires_grad)
+        tg = table.grad if want else self._dummy("table", table)
+        frame = ([A, L, I, msum], [R, W, U, sv, V])
+        apply = ([rslot, self.rbody, self.r0, R, W, *(a.grad for a in new)], [*(a.grad for a in outs), dc, dvc, dR, dW])
+        s2 = ([ridx, self.rbody, body, vol, table, self.r0, x, v, msum, mx, L, I, U, sv, V, dR, dW, want],
+              [gx, gv, dcen, tg])
+        s1 = ([ridx, self.rbody, body, vol, table, x, v, msum, mx, mv, L, I, dW, dc, dvc, dcen, want], [gx, gv, tg])
 
         def backward():
-            wp.launch(K.rigid_frame, k, inputs=[A, L, I, msum], outputs=[R, W], device=dev)
-            wp.launch(K.rigid_apply_adjoint, self.n, inputs=apply_in, outputs=apply_out, device=dev)
-            wp.launch(K.rigid_body_adjoint, k, inputs=body_in, outputs=body_out, device=dev)
+            self._replay("rigid_frame", K.rigid_frame, k, *frame)
+            self._replay("rigid_apply_adjoint", K.rigid_apply_adjoint, self.n, *apply)
+            self._replay("rigid_sums2_adjoint", K.rigid_sums2_adjoint, r, *s2)
+            self._replay("rigid_sums1_adjoint", K.rigid_sums1_adjoint, r, *s1)
 
         wp._src.context.runtime.tape.record_func(backward=backward, arrays=[])
 
