@@ -192,6 +192,7 @@ class WarpBackend:
         self._pool: dict = {}
         # packed launches of the taped substeps and their adjoints, one per call site (`_replay`)
         self._cmds: dict = {}
+        self._sort_adj = None  # hand-written adjoints of the taped gathers and scatter, built on first use
         self.replay = sim.device.type == "cpu"
         self._recycled: defaultdict = defaultdict(list)  # (shape, dtype, grad) -> free taped arrays
         self._lease: list | None = None
@@ -340,11 +341,19 @@ class WarpBackend:
                   outputs=[body, vol, rslot, ridx], device=dev, record_tape=False)  # constants: no gradient
         carry_j = self.carry_j and not rec
         cur = self._particles(ctx, rec, "sorted", carry_j)
-        wp.launch(self.gather_j if carry_j else self.gather, n, inputs=[order, x, v, C, F], outputs=list(cur),
-                  device=dev)
+        if rec and not carry_j:  # packed, with a hand-written adjoint (`_record_sort_adjoint`)
+            self._replay("gather", self.gather, n, [order, x, v, C, F], list(cur))
+            self._record_sort_adjoint("gather", order, list(cur), [x, v, C, F])
+        else:
+            wp.launch(self.gather_j if carry_j else self.gather, n, inputs=[order, x, v, C, F], outputs=list(cur),
+                      device=dev)
         if tau_ext.shape[0] == n:
             tau_s = ctx.zeros(n, T.mat) if rec else self._buf("tau", n, T.mat)
-            wp.launch(self.gather_mat, n, inputs=[order, tau_ext], outputs=[tau_s], device=dev)
+            if rec:
+                self._replay("gather_mat", self.gather_mat, n, [order, tau_ext], [tau_s])
+                self._record_sort_adjoint("gather_mat", order, [tau_s], [tau_ext])
+            else:
+                wp.launch(self.gather_mat, n, inputs=[order, tau_ext], outputs=[tau_s], device=dev)
             tau_ext = tau_s
 
         for s in range(S):
@@ -414,9 +423,40 @@ class WarpBackend:
         self._sum_reactions(force, torque, force_w, torque_w)
         # fresh output tensors in particle-id order (every entry is written: no zero fill needed)
         final = self._fresh_particles(ctx, rec)
-        wp.launch(self.scatter_j if carry_j else self.scatter, n, inputs=[order, *cur], outputs=list(final),
-                  device=dev)
+        if rec and not carry_j:
+            self._replay("scatter", self.scatter, n, [order, *cur], list(final))
+            self._record_sort_adjoint("scatter", order, list(final), list(cur))
+        else:
+            wp.launch(self.scatter_j if carry_j else self.scatter, n, inputs=[order, *cur], outputs=list(final),
+                      device=dev)
         return (*final, force, torque)
+
+    def _record_sort_adjoint(self, key: str, order, outs: list, ins: list) -> None:
+        """Put the hand-written adjoint of a taped permutation (`gather`, `gather_mat`, `scatter` of `ins` into
+        `outs` by `order`) on the tape: the gradients permuted back, one line per particle (Warp's automatic
+        adjoint of a gather replays it and adds with atomics)."""
+        wp = self.wp
+        if self._sort_adj is None:
+            from physim.mpm.sort_kernels import make_sort_adjoint_kernels
+
+            self._sort_adj = make_sort_adjoint_kernels(self.T)
+        K = self._sort_adj
+        if key == "gather":
+            want = wp.vec4i(*(int(a.grad is not None) for a in ins))
+            adj_in = [order, *(a.grad for a in outs), want]
+            adj_out = [a.grad if a.grad is not None else self._dummy(f"sort{i}", a) for i, a in enumerate(ins)]
+            kernel = K.gather_adjoint
+        elif key == "scatter":
+            adj_in, adj_out, kernel = [order, *(a.grad for a in outs)], [a.grad for a in ins], K.scatter_adjoint
+        else:
+            if ins[0].grad is None:
+                return
+            adj_in, adj_out, kernel = [order, outs[0].grad], [ins[0].grad], K.gather_mat_adjoint
+
+        def backward():
+            self._replay(key + "_adjoint", kernel, self.n, adj_in, adj_out)
+
+        wp._src.context.runtime.tape.record_func(backward=backward, arrays=[])
 
     def _taped_stress(self, Cs, Fs, body, table, tau_ext, tau) -> None:
         """Kirchhoff stress of a taped substep into `tau` (every particle is written by one of the kernels)."""
