@@ -278,8 +278,18 @@ class WarpBackend:
             array = wp.array
             for i, a in enumerate(args):
                 b = prev[i]
-                if a is b or (type(a) is type(b) and not isinstance(a, array) and a == b):
+                if a is b:
                     continue
+                if type(a) is type(b):
+                    if type(a) is array:
+                        if a.dtype is b.dtype and a.ndim == b.ndim:
+                            # an array of the type this argument was checked for at the first launch: its
+                            # descriptor directly (`set_param_at_index` re-checks the type, about half the cost)
+                            cmd.set_param_at_index_from_ctype(i, a.__ctype__())
+                            prev[i] = a
+                            continue
+                    elif a == b:
+                        continue
                 cmd.set_param_at_index(i, a)
                 prev[i] = a
             if dim != pdim:
