@@ -103,7 +103,7 @@ def test_hand_written_rigid_adjoint_equals_warps(dim):
 
 
 def test_hand_written_rigid_adjoint_two_bodies_fd():
-    """Verify d(x_T, v_T) / d(v0, rigid densities) of two spinning rigid bodies in a fluid against finite differences."""
+    """Verify d(x_T, v_T) / d(v0, rigid densities) of two spinning rigid bodies in a fluid against FD."""
     sim = _scene_2d()
     assert sim._ensure_backend().hand_rigid  # the default
     v0 = _spin(sim, _spin(sim, sim.reset().v.clone(), 1, [0.0, 0.0, 3.0], [0.3, -0.2]), 2, [0.0, 0.0, -2.0],
