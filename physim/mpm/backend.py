@@ -215,16 +215,17 @@ class WarpBackend:
             self._pool[key] = arr
         return arr
 
-    def _taped(self, shape, dtype, *, grad: bool = True, zero: bool = True):
+    def _taped(self, shape, dtype, *, grad: bool = True, zero: bool = True, pool: str = ""):
         """An array of the taped substeps, recycled once the tape holding it is freed.
 
         Fresh allocations on every taped substep cost more than the kernels at 64³ (page
         faults, and torch's multi-threaded zero fill on a busy machine); these arrays never
         leave the operation, so they come from a free list that is refilled when the tape
         (hence its backward) is gone. Gradient buffers are zeroed on hand-out, values when
-        `zero` (a kernel accumulates into them).
+        `zero` (a kernel accumulates into them). `pool`: a free list of its own (arrays whose `grad`
+        the caller replaces, which must not be handed to callers that expect none).
         """
-        key = (shape, dtype, grad)
+        key = (shape, dtype, grad, pool)
         free = self._recycled[key]
         if free:
             a = free.pop()
@@ -778,20 +779,28 @@ class WarpBackend:
         launch("rigid_sums1", self.rigid_sums1, r, s1, [msum, mx, mv])
         A, L, I = acc("A", T.mat), acc("L", T.vec3), acc("I", T.mat3)
         launch("rigid_sums2", self.rigid_sums2, r, [*s1[:5], self.r0, x, v, msum, mx], [A, L, I])
-        new = self._particles(ctx, fresh, tag)
+        if hand:
+            # the outputs share the inputs' gradient buffers: the copied particles' gradients pass through
+            # without a kernel, `rigid_apply_adjoint` visits the rigid particles only
+            new = tuple(self._taped(self.n, a.dtype, grad=False, zero=False, pool="rigid_out") for a in outs)
+            for a, b in zip(new, outs, strict=True):
+                a.grad = b.grad
+        else:
+            new = self._particles(ctx, fresh, tag)
         launch("rigid_apply", self.rigid_apply, self.n, [rslot, self.rbody, self.r0, x, v, C, F, msum, mx, mv, A, L, I],
                list(new))
         if hand:
-            self._record_rigid_adjoint(table, body, vol, rslot, ridx, outs, new, (msum, mx, mv, A, L, I))
+            self._record_rigid_adjoint(table, body, vol, ridx, outs, (msum, mx, mv, A, L, I))
         return new
 
-    def _record_rigid_adjoint(self, table, body, vol, rslot, ridx, outs, new, sums) -> None:
+    def _record_rigid_adjoint(self, table, body, vol, ridx, outs, sums) -> None:
         """Put the hand-written adjoint of the rigid motion (`rigid_sums1`, `rigid_sums2`, `rigid_apply`) on the tape.
 
-        Four packed launches: the bodies' frames (one SVD per body, not per particle), the per-particle
-        adjoint of `rigid_apply` (copies pass their gradients on, rigid particles sum the bodies'
-        ∂c, ∂v_c, ∂R, ∂W), then the sums' adjoints over the rigid particles, which recompute the
-        per-body gradients instead of launching a kernel of one thread per body.
+        Four packed launches: the bodies' frames (one SVD per body, not per particle), the adjoint of
+        `rigid_apply` over the rigid particles (they sum the bodies' ∂c, ∂v_c, ∂R, ∂W; the copied
+        particles' gradients need nothing, `_rigid` gave the outputs the inputs' gradient buffers), then
+        the sums' adjoints over the rigid particles, which recompute the per-body gradients instead of
+        launching a kernel of one thread per body.
         """
         wp, T, K, k, r = self.wp, self.T, self.rigid_k, self.rigid_count, self.rigid_particles
         msum, mx, mv, A, L, I = sums
@@ -804,14 +813,14 @@ class WarpBackend:
         want = int(table.requires_grad)
         tg = table.grad if want else self._dummy("table", table)
         frame = ([A, L, I, msum], [R, W, U, sv, V])
-        apply = ([rslot, self.rbody, self.r0, R, W, *(a.grad for a in new)], [*(a.grad for a in outs), dc, dvc, dR, dW])
+        apply = ([ridx, self.rbody, self.r0, R, W, *(a.grad for a in outs)], [dc, dvc, dR, dW])
         s2 = ([ridx, self.rbody, body, vol, table, self.r0, x, v, msum, mx, L, I, U, sv, V, dR, dW, want],
               [gx, gv, dcen, tg])
         s1 = ([ridx, self.rbody, body, vol, table, x, v, msum, mx, mv, L, I, dW, dc, dvc, dcen, want], [gx, gv, tg])
 
         def backward():
             self._replay("rigid_frame", K.rigid_frame, k, *frame)
-            self._replay("rigid_apply_adjoint", K.rigid_apply_adjoint, self.n, *apply)
+            self._replay("rigid_apply_adjoint", K.rigid_apply_adjoint, r, *apply)
             self._replay("rigid_sums2_adjoint", K.rigid_sums2_adjoint, r, *s2)
             self._replay("rigid_sums1_adjoint", K.rigid_sums1_adjoint, r, *s1)
 

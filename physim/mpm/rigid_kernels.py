@@ -20,8 +20,8 @@ __all__ = ["make_rigid_kernels"]
 @functools.cache
 def make_rigid_kernels(T: KernelTypes):
     """Kernels ``rigid_sums1, rigid_sums2, rigid_apply`` and, for the taped path, ``rigid_frame`` and the
-    hand-written adjoint of `rigid_apply` (``rigid_apply_adjoint`` per particle, ``rigid_body_adjoint`` per
-    body); the sums keep Warp's automatic adjoints (a few atomics per particle)."""
+    hand-written adjoints (``rigid_apply_adjoint``, ``rigid_sums2_adjoint``, ``rigid_sums1_adjoint``, per rigid
+    particle; ``hand_rigid = False`` in `WarpBackend` gives Warp's automatic adjoints instead)."""
     dim, float_t, vec, mat, vec3, mat3 = T.dim, T.float, T.vec, T.mat, T.vec3, T.mat3
     S = make_svd_funcs(T)
     polar, svd, polar_svd = S.polar, S.svd, S.polar_svd
@@ -209,45 +209,40 @@ def make_rigid_kernels(T: KernelTypes):
 
     @wp.kernel
     def rigid_apply_adjoint(
-        rslot: wp.array(dtype=wp.int32),
+        ridx: wp.array(dtype=wp.int32),
         rbody: wp.array(dtype=wp.int32),
         r0: wp.array(dtype=vec),
         R: wp.array(dtype=mat),
         W: wp.array(dtype=mat),
-        x_out_grad: wp.array(dtype=vec),
-        v_out_grad: wp.array(dtype=vec),
-        C_out_grad: wp.array(dtype=mat),
-        F_out_grad: wp.array(dtype=mat),
-        # outputs (accumulated)
+        # gradients of the outputs in, of the inputs out: one buffer each (`WarpBackend._rigid`)
         x_grad: wp.array(dtype=vec),
         v_grad: wp.array(dtype=vec),
         C_grad: wp.array(dtype=mat),
         F_grad: wp.array(dtype=mat),
+        # outputs (accumulated)
         c_grad: wp.array(dtype=vec),
         vc_grad: wp.array(dtype=vec),
         R_grad: wp.array(dtype=mat),
         W_grad: wp.array(dtype=mat),
     ):
-        """Hand-written adjoint of `rigid_apply`, per particle: copies pass their gradients on; a rigid
-        particle (x = c + R r₀, v = v_c + W R r₀, C = W, F = R) adds to its body's ∂c, ∂v_c, ∂R, ∂W."""
-        p = wp.tid()
-        t = rslot[p]
-        if t < 0:
-            x_grad[p] = x_grad[p] + x_out_grad[p]
-            v_grad[p] = v_grad[p] + v_out_grad[p]
-            C_grad[p] = C_grad[p] + C_out_grad[p]
-            F_grad[p] = F_grad[p] + F_out_grad[p]
-            return
+        """Hand-written adjoint of `rigid_apply`, per rigid particle: its motion (x = c + R r₀,
+        v = v_c + W R r₀, C = W, F = R) adds its output gradients to its body's ∂c, ∂v_c, ∂R, ∂W, and its
+        input gradients start from zero (the copied particles' gradients pass through untouched: the
+        outputs share the inputs' gradient buffers)."""
+        t = wp.tid()
+        p = ridx[t]
         rb = rbody[t]
         r = r0[t]
-        gx = x_out_grad[p]
-        gv = v_out_grad[p]
-        Rb = R[rb]
-        Wb = W[rb]
+        gx = x_grad[p]
+        gv = v_grad[p]
         wp.atomic_add(c_grad, rb, gx)
         wp.atomic_add(vc_grad, rb, gv)
-        wp.atomic_add(R_grad, rb, wp.outer(gx + wp.transpose(Wb) * gv, r) + F_out_grad[p])
-        wp.atomic_add(W_grad, rb, wp.outer(gv, Rb * r) + C_out_grad[p])
+        wp.atomic_add(R_grad, rb, wp.outer(gx + wp.transpose(W[rb]) * gv, r) + F_grad[p])
+        wp.atomic_add(W_grad, rb, wp.outer(gv, R[rb] * r) + C_grad[p])
+        x_grad[p] = vec()
+        v_grad[p] = vec()
+        C_grad[p] = mat()
+        F_grad[p] = mat()
 
     @wp.kernel
     def rigid_sums2_adjoint(
