@@ -353,6 +353,8 @@ def add_arguments(ap) -> None:
     ap.add_argument("--lr", type=float, default=None,
                     help="peak learning rate (default: 1e-2 for networks, 0.1 for the analytic parameters)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--snapshot-every", type=int, default=0,
+                    help="also save each model every N epochs in RUN/snapshots/ (0: none)")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest on a shared 2-core CPU)")
 
 
@@ -362,4 +364,5 @@ def config_from_args(args) -> ExperimentConfig:
     spec = SceneSpec(dim=args.dim, grid=args.grid, steps=args.steps, particles_per_cell=args.particles_per_cell)
     return ExperimentConfig(out=Path(args.out), materials=tuple(args.materials), variants=tuple(args.variants),
                             cases=tuple(args.cases), spec=spec, epochs=args.epochs, threads=args.threads,
-                            fit=FitConfig(width=args.width, seed=args.seed, lr=args.lr))
+                            fit=FitConfig(width=args.width, seed=args.seed, lr=args.lr,
+                                          snapshot_every=args.snapshot_every))

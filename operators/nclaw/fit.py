@@ -45,7 +45,7 @@ from torch import nn
 
 from physim.config import check_choice, check_int, check_positive, check_range
 from physim.errors import ConfigError, SimulationDiverged
-from physim.io.atomic import atomic_write_text
+from physim.io.atomic import atomic_path, atomic_write_text
 
 __all__ = [
     "FIT_PARAMS",
@@ -131,11 +131,17 @@ class FitConfig:
         window_min: Shortest teacher-forcing window [control steps].
         full_fraction: Fraction of the epochs, at the end, trained on full rollouts.
         grad_clip: Gradient-norm clip.
-        checkpoint_every: Rollout checkpoint interval K [control steps] (memory vs recompute).
+        checkpoint_every: Rollout checkpoint interval K [control steps]: store every K-th state
+            and recompute in backward (memory O(K) steps' graph instead of the window's); 0 keeps
+            the whole window's graph, no recomputation (fastest; the default, since the
+            benchmark's scenes are small: set K for scenes of many particles or long windows).
         width: Hidden width of the networks.
         depth: Hidden layers of the networks.
         seed: Seed of the initial weights.
         progress: Progress bar on a terminal.
+        snapshot_every: Save the model of every this many epochs as ``snapshots/epoch_NNNN.pt``
+            in the run folder (the current weights, not the best; for error-vs-training-length
+            studies); 0 saves none.
     """
 
     variant: str = "invariant"
@@ -144,11 +150,12 @@ class FitConfig:
     window_min: int = 5
     full_fraction: float = 0.25
     grad_clip: float = 1.0
-    checkpoint_every: int = 10
+    checkpoint_every: int = 0
     width: int = 64
     depth: int = 2
     seed: int = 0
     progress: bool = True
+    snapshot_every: int = 0
 
     def __post_init__(self) -> None:
         check_choice("variant", self.variant, VARIANTS)
@@ -158,10 +165,11 @@ class FitConfig:
         check_int("window_min", self.window_min, 1)
         check_range("full_fraction", self.full_fraction, 0.0, 1.0)
         check_positive("grad_clip", self.grad_clip)
-        check_int("checkpoint_every", self.checkpoint_every, 1)
+        check_int("checkpoint_every", self.checkpoint_every, 0)
         check_int("width", self.width, 1)
         check_int("depth", self.depth, 1)
         check_int("seed", self.seed, 0)
+        check_int("snapshot_every", self.snapshot_every, 0)
 
     @property
     def learning_rate(self) -> float:
@@ -243,8 +251,13 @@ class _Windows:
         yield {"window": self.window(self.trainer.global_step)}
 
 
-def window_loss(sim, model: nn.Module, traj: Trajectory, window: int, checkpoint_every: int) -> torch.Tensor:
-    """Mean squared position error [dx²] of windowed rollouts restarted from the observed states."""
+def window_loss(sim, model: nn.Module, traj: Trajectory, window: int, checkpoint_every: int = 0) -> torch.Tensor:
+    """Mean squared position error [dx²] of windowed rollouts restarted from the observed states.
+
+    `checkpoint_every` K > 0 checkpoints each window's rollout every K control steps (and
+    recomputes in backward); 0 keeps each window's whole graph. The gradients agree up to
+    floating-point summation order.
+    """
     if isinstance(model, AnalyticFit):
         model.apply_to(sim)
     T = traj.steps
@@ -254,10 +267,31 @@ def window_loss(sim, model: nn.Module, traj: Trajectory, window: int, checkpoint
     for t0 in range(0, T, window):
         n = min(window, T - t0)
         out = sim.rollout(traj.state(t0, sim), steps=n, observe=lambda t, s: s.x,
-                          checkpoint_every=min(checkpoint_every, n))
+                          checkpoint_every=min(checkpoint_every, n) if checkpoint_every else None)
         total = total + ((out.observations - gt[t0 + 1 : t0 + n + 1]) ** 2).sum(-1).mean() * n / dx2
         count += n
     return total / count
+
+
+class _Snapshots:
+    """Trainer callback: the model after every `every`-th epoch, saved as ``folder/epoch_NNNN.pt``.
+
+    Networks are saved as learned-law files, the analytic fit as its state dict (as best.pt).
+    """
+
+    def __init__(self, folder: Path, every: int):
+        self.folder, self.every = Path(folder), every
+
+    def on_epoch_end(self, trainer, epoch: int, row: dict[str, float]) -> None:
+        if (epoch + 1) % self.every:
+            return
+        path = self.folder / f"epoch_{epoch + 1:04d}.pt"
+        self.folder.mkdir(parents=True, exist_ok=True)
+        if isinstance(trainer.model, NeuralConstitutiveLaw):
+            trainer.model.save(path)
+        else:
+            with atomic_path(path) as tmp:
+                torch.save({"state_dict": trainer.model.state_dict()}, tmp)
 
 
 def fit(material: str, traj: Trajectory, spec: SceneSpec, cfg: FitConfig, run_dir: str | Path) -> FitResult:
@@ -287,8 +321,9 @@ def fit(material: str, traj: Trajectory, spec: SceneSpec, cfg: FitConfig, run_di
 
     tcfg = TrainConfig(run_dir=run_dir, epochs=cfg.epochs, batch_size=1, optimizer="adam", lr=cfg.learning_rate,
                        schedule="cosine", grad_clip=cfg.grad_clip, log="csv", seed=cfg.seed, progress=cfg.progress)
+    callbacks = [_Snapshots(run_dir / "snapshots", cfg.snapshot_every)] if cfg.snapshot_every else []
     trainer = Trainer(model, tcfg, windows, [{"window": spec.steps}], loss_fn=loss_fn, valid_fn=valid_fn,
-                      device=sim.device)
+                      device=sim.device, callbacks=callbacks)
     windows.trainer = trainer
     stopped = None
     t0 = time.perf_counter()

@@ -7,6 +7,16 @@ import torch
 
 
 @pytest.fixture
+def single_thread():
+    """One torch thread: tiny tensors, where torch's thread pool only adds synchronisation, which on a
+    loaded 2-core machine costs milliseconds per operation."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture
 def float64_single_thread():
     """float64 by default (e3nn's constants are exact to the dtype a module is built in) and one
     torch thread (tiny tensors: a thread pool only adds synchronisation on a loaded machine)."""

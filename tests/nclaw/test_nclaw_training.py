@@ -10,6 +10,7 @@ import torch
 
 pytest.importorskip("physim.mpm", reason="NCLaw's training tests need physim.mpm (the MPM engine)")
 
+from nclaw_helpers import single_thread  # noqa: F401 (fixture)
 from physim.operators.nclaw import InvariantElasticLaw, NeuralConstitutiveLaw, NeuralPlasticity, load_material
 from physim.operators.nclaw.data import (
     Trajectory,
@@ -32,15 +33,7 @@ from physim.errors import ConfigError, SimulationDiverged
 from physim.mpm import Body, Box, NeuralMaterial, SceneConfig, Simulator
 from physim.testing import assert_grad_matches_fd
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny tensors: torch's thread pool only adds synchronisation, which on a loaded 2-core machine
-    # costs milliseconds per operation.
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 # A tiny 2D scene: ~20 particles landing at once, 4 control steps of 2 substeps.
