@@ -110,10 +110,9 @@ class WarpBackend:
         self.gather_j_adjoint, self.scatter_j_adjoint = K.gather_j_adjoint, K.scatter_j_adjoint
         if self.has_rigid:
             self.rigid_k = make_rigid_kernels(T)
-            # the taped rigid motion's adjoint: Warp's by default; the hand-written one (one SVD per body
-            # instead of two per particle, FD-tested) did not pay at `cpu` quality, where its two extra
-            # launches per substep cost what Warp's adjoint does (docs/benchmarks.md, "Material adjoints")
-            self.hand_rigid = False
+            # the taped rigid motion (sums and per-particle motion) with a hand-written adjoint, all launches
+            # packed (`_replay`); False: Warp's automatic adjoints (kept to compare against in the tests)
+            self.hand_rigid = True
             self.rigid_sums1, self.rigid_sums2, self.rigid_apply = (self.rigid_k.rigid_sums1, self.rigid_k.rigid_sums2,
                                                                     self.rigid_k.rigid_apply)
 
@@ -198,6 +197,7 @@ class WarpBackend:
         self._pool: dict = {}
         # packed launches of the taped substeps and their adjoints, one per call site (`_replay`)
         self._cmds: dict = {}
+        self._sort_adj = None  # hand-written adjoints of the taped gathers and scatter, built on first use
         self.replay = sim.device.type == "cpu"
         self._recycled: defaultdict = defaultdict(list)  # (shape, dtype, grad) -> free taped arrays
         self._lease: list | None = None
@@ -220,16 +220,17 @@ class WarpBackend:
             self._pool[key] = arr
         return arr
 
-    def _taped(self, shape, dtype, *, grad: bool = True, zero: bool = True):
+    def _taped(self, shape, dtype, *, grad: bool = True, zero: bool = True, pool: str = ""):
         """An array of the taped substeps, recycled once the tape holding it is freed.
 
         Fresh allocations on every taped substep cost more than the kernels at 64³ (page
         faults, and torch's multi-threaded zero fill on a busy machine); these arrays never
         leave the operation, so they come from a free list that is refilled when the tape
         (hence its backward) is gone. Gradient buffers are zeroed on hand-out, values when
-        `zero` (a kernel accumulates into them).
+        `zero` (a kernel accumulates into them). `pool`: a free list of its own (arrays whose `grad`
+        the caller replaces, which must not be handed to callers that expect none).
         """
-        key = (shape, dtype, grad)
+        key = (shape, dtype, grad, pool)
         free = self._recycled[key]
         if free:
             a = free.pop()
@@ -283,8 +284,18 @@ class WarpBackend:
             array = wp.array
             for i, a in enumerate(args):
                 b = prev[i]
-                if a is b or (type(a) is type(b) and not isinstance(a, array) and a == b):
+                if a is b:
                     continue
+                if type(a) is type(b):
+                    if type(a) is array:
+                        if a.dtype is b.dtype and a.ndim == b.ndim:
+                            # an array of the type this argument was checked for at the first launch: its
+                            # descriptor directly (`set_param_at_index` re-checks the type, about half the cost)
+                            cmd.set_param_at_index_from_ctype(i, a.__ctype__())
+                            prev[i] = a
+                            continue
+                    elif a == b:
+                        continue
                 cmd.set_param_at_index(i, a)
                 prev[i] = a
             if dim != pdim:
@@ -350,12 +361,19 @@ class WarpBackend:
             self._replay("gather_j", self.gather_j, n, [order, x, v, C, F], list(cur))
             grads = [a.grad if a.grad is not None else self._dummy(k, a) for k, a in zip("xvCF", (x, v, C, F))]
             self._record_adjoint("gather_j_adjoint", self.gather_j_adjoint, [order, F, *(a.grad for a in cur)], grads)
+        elif rec:  # packed, with a hand-written adjoint (`_record_sort_adjoint`)
+            self._replay("gather", self.gather, n, [order, x, v, C, F], list(cur))
+            self._record_sort_adjoint("gather", order, list(cur), [x, v, C, F])
         else:
             wp.launch(self.gather_j if carry_j else self.gather, n, inputs=[order, x, v, C, F], outputs=list(cur),
                       device=dev)
         if tau_ext.shape[0] == n:
             tau_s = ctx.zeros(n, T.mat) if rec else self._buf("tau", n, T.mat)
-            wp.launch(self.gather_mat, n, inputs=[order, tau_ext], outputs=[tau_s], device=dev)
+            if rec:
+                self._replay("gather_mat", self.gather_mat, n, [order, tau_ext], [tau_s])
+                self._record_sort_adjoint("gather_mat", order, [tau_s], [tau_ext])
+            else:
+                wp.launch(self.gather_mat, n, inputs=[order, tau_ext], outputs=[tau_s], device=dev)
             tau_ext = tau_s
 
         for s in range(S):
@@ -439,10 +457,37 @@ class WarpBackend:
             self._replay("scatter_j", self.scatter_j, n, [order, *cur], list(final))
             self._record_adjoint("scatter_j_adjoint", self.scatter_j_adjoint,
                                  [order, cur[3], final[3], *(a.grad for a in final)], [a.grad for a in cur])
+        elif rec:
+            self._replay("scatter", self.scatter, n, [order, *cur], list(final))
+            self._record_sort_adjoint("scatter", order, list(final), list(cur))
         else:
             wp.launch(self.scatter_j if carry_j else self.scatter, n, inputs=[order, *cur], outputs=list(final),
                       device=dev)
         return (*final, force, torque)
+
+    def _record_sort_adjoint(self, key: str, order, outs: list, ins: list) -> None:
+        """Put the hand-written adjoint of a taped permutation (`gather`, `gather_mat`, `scatter` of `ins` into
+        `outs` by `order`) on the tape: the gradients permuted back, one line per particle (Warp's automatic
+        adjoint of a gather replays it and adds with atomics)."""
+        wp = self.wp
+        if self._sort_adj is None:
+            from physim.mpm.sort_kernels import make_sort_adjoint_kernels
+
+            self._sort_adj = make_sort_adjoint_kernels(self.T)
+        K = self._sort_adj
+        if key == "gather":
+            want = wp.vec4i(*(int(a.grad is not None) for a in ins))
+            adj_in = [order, *(a.grad for a in outs), want]
+            adj_out = [a.grad if a.grad is not None else self._dummy(f"sort{i}", a) for i, a in enumerate(ins)]
+            kernel = K.gather_adjoint
+        elif key == "scatter":
+            adj_in, adj_out, kernel = [order, *(a.grad for a in outs)], [a.grad for a in ins], K.scatter_adjoint
+        else:
+            if ins[0].grad is None:
+                return
+            adj_in, adj_out, kernel = [order, outs[0].grad], [ins[0].grad], K.gather_mat_adjoint
+
+        self._record_adjoint(key + "_adjoint", kernel, adj_in, adj_out)
 
     def _taped_stress(self, Cs, Fs, body, table, tau_ext, tau) -> None:
         """Kirchhoff stress of a taped substep into `tau` (every particle is written by one of the kernels)."""
@@ -461,10 +506,7 @@ class WarpBackend:
         adj_in = [Fs, body, self.kinds, table, *svd, tau.grad, int(table.requires_grad)]
         adj_out = [Fs.grad, tg]
 
-        def backward():
-            self._replay("stress_elastic_adjoint", K.stress_elastic_adjoint, n, adj_in, adj_out)
-
-        wp._src.context.runtime.tape.record_func(backward=backward, arrays=[])
+        self._record_adjoint("stress_elastic_adjoint", K.stress_elastic_adjoint, adj_in, adj_out, dim=n)
 
     def _svd_arrays(self, store: bool):
         """U, σ, V arrays of a taped kernel that stores an SVD (placeholders when no particle needs one)."""
@@ -476,7 +518,7 @@ class WarpBackend:
 
     def _taped_stored_stress(self, Cs, Fs, body, table, tau) -> None:
         """Stress of the fluid, von Mises and rigid particles, and its hand-written adjoint on the tape."""
-        wp, n = self.wp, self.n
+        n = self.n
         K = self.stored_stress
         svd = self._svd_arrays(self.store_vm_svd)
         self._replay("stress_stored", K.stress_stored, n, [Fs, Cs, body, self.kinds, table], [tau, *svd])
@@ -484,10 +526,7 @@ class WarpBackend:
         adj_in = [Fs, Cs, body, self.kinds, table, *svd, tau.grad, int(table.requires_grad)]
         adj_out = [Fs.grad, Cs.grad, tg]
 
-        def backward():
-            self._replay("stress_stored_adjoint", K.stress_stored_adjoint, n, adj_in, adj_out)
-
-        wp._src.context.runtime.tape.record_func(backward=backward, arrays=[])
+        self._record_adjoint("stress_stored_adjoint", K.stress_stored_adjoint, adj_in, adj_out, dim=n)
 
     def _taped_project(self, Ft, F_out, body, table, flags) -> None:
         """Plastic projection of a taped substep: hand-written adjoint (von Mises, fluids) or Warp's."""
@@ -502,10 +541,7 @@ class WarpBackend:
         adj_in = [Ft, body, self.kinds, table, F_out, *svd, F_out.grad, int(table.requires_grad)]
         adj_out = [Ft.grad, tg]
 
-        def backward():
-            self._replay("project_stored_adjoint", K.project_stored_adjoint, n, adj_in, adj_out)
-
-        wp._src.context.runtime.tape.record_func(backward=backward, arrays=[])
+        self._record_adjoint("project_stored_adjoint", K.project_stored_adjoint, adj_in, adj_out, dim=n)
 
     def _no_svd(self, dtype):
         """A one-entry placeholder for the SVD arrays of a scene without corotated particles."""
@@ -517,21 +553,23 @@ class WarpBackend:
 
     def _record_p2g_adjoint(self, args, grid, cur, tau, table) -> None:
         """Put the hand-written adjoint of `p2g_stored` on the tape (about 3× cheaper than Warp's)."""
-        wp = self.wp
         xs, vs, Cs, _ = cur
         tg = table.grad if table.requires_grad else self._dummy("table", table)
         adj_in = [*args, grid.grad, int(table.requires_grad)]
         adj_out = [xs.grad, vs.grad, Cs.grad, tau.grad, tg]
 
-        def backward():
-            self._replay("p2g_stored_adjoint", self.p2g_stored_adjoint, self.n, adj_in, adj_out)
+        self._record_adjoint("p2g_stored_adjoint", self.p2g_stored_adjoint, adj_in, adj_out)
 
-        wp._src.context.runtime.tape.record_func(backward=backward, arrays=[])
+    def _record_adjoint(self, key: str, kernel, adj_in: list, adj_out: list, dim: int | None = None) -> None:
+        """Put a hand-written adjoint kernel, launched over `dim` threads (default: the particles), on the tape.
 
-    def _record_adjoint(self, key: str, kernel, adj_in: list, adj_out: list) -> None:
-        """Put a hand-written adjoint kernel, launched over the particles, on the tape."""
+        The arrays in `adj_in` / `adj_out` (gradients included) are those of this substep: the closure
+        keeps them alive until the tape is reset, and `_replay` packs them into one command per `key`.
+        """
+        threads = self.n if dim is None else dim
+
         def backward():
-            self._replay(key, kernel, self.n, adj_in, adj_out)
+            self._replay(key, kernel, threads, adj_in, adj_out)
 
         self.wp._src.context.runtime.tape.record_func(backward=backward, arrays=[])
 
@@ -542,10 +580,7 @@ class WarpBackend:
         adj_in = [*args[:6], *args[7:11], grid.grad, int(table.requires_grad)]  # args[6]: kinds, args[11]: p0
         adj_out = [xs.grad, vs.grad, Cs.grad, Js.grad, tg]
 
-        def backward():
-            self._replay("p2g_fluid_adjoint", self.p2g_fluid_adjoint, self.n, adj_in, adj_out)
-
-        self.wp._src.context.runtime.tape.record_func(backward=backward, arrays=[])
+        self._record_adjoint("p2g_fluid_adjoint", self.p2g_fluid_adjoint, adj_in, adj_out)
 
     def _record_g2p_fluid_adjoint(self, args, outs, Js, grid_v) -> None:
         """Put the hand-written adjoint of a taped `g2p_fluid` on the tape."""
@@ -553,27 +588,19 @@ class WarpBackend:
         adj_in = [*args[:6], v_out, C_out, x_out.grad, v_out.grad, C_out.grad, J_out.grad]  # args[6:]: nb, p0
         adj_out = [args[0].grad, Js.grad, grid_v.grad]
 
-        def backward():
-            self._replay("g2p_fluid_adjoint", self.g2p_fluid_adjoint, self.n, adj_in, adj_out)
-
-        self.wp._src.context.runtime.tape.record_func(backward=backward, arrays=[])
+        self._record_adjoint("g2p_fluid_adjoint", self.g2p_fluid_adjoint, adj_in, adj_out)
 
     def _record_g2p_adjoint(self, args, outs, Ft, Fs, grid_v) -> None:
         """Put the hand-written adjoint of `g2p_stored` on the tape."""
-        wp = self.wp
         xs = args[0]
         x_out, v_out, C_out, _ = outs
         adj_in = [*args[:6], v_out, C_out, x_out.grad, v_out.grad, C_out.grad, Ft.grad]  # args[6]: check_f
         adj_out = [xs.grad, Fs.grad, grid_v.grad]
 
-        def backward():
-            self._replay("g2p_stored_adjoint", self.g2p_stored_adjoint, self.n, adj_in, adj_out)
-
-        wp._src.context.runtime.tape.record_func(backward=backward, arrays=[])
+        self._record_adjoint("g2p_stored_adjoint", self.g2p_stored_adjoint, adj_in, adj_out)
 
     def _record_grid_adjoint(self, grid, grid_v, blist, nblk, dt, records, s, friction, force, torque) -> None:
         """Put the hand-written adjoint of `grid_update` on the tape (with or without colliders)."""
-        wp = self.wp
         if self.ncol == 0:
             kernel = self.grid_update_adjoint
             adj_in = [grid, self.res, dt, self.gravity, self.cfg.bound, self.bc, blist, self.nb, grid_v.grad]
@@ -592,10 +619,8 @@ class WarpBackend:
         if per_block:
             kernel = self.grid_update_adjoint_blocks
 
-        def backward():
-            self._replay("grid_adjoint", kernel, nblk if per_block else nblk * self.block_nodes, adj_in, adj_out)
-
-        wp._src.context.runtime.tape.record_func(backward=backward, arrays=[])
+        self._record_adjoint("grid_adjoint", kernel, adj_in, adj_out,
+                             dim=nblk if per_block else nblk * self.block_nodes)
 
     def _dummy(self, key, like):
         """A zero array shaped like `like` that a kernel may be handed as an unused gradient output."""
@@ -763,44 +788,71 @@ class WarpBackend:
         wp, T = self.wp, self.T
         x, v, C, F = outs
         k, r = self.rigid_count, self.rigid_particles
+        hand = fresh and self.hand_rigid
 
         def acc(name, dtype):
             """A per-body sum (zeroed; its gradient too on the tape): recycled, not a fresh torch allocation."""
             if fresh:
-                return self._taped(k, dtype)
+                return self._taped(k, dtype, grad=not hand)
             a = self._buf("rigid_" + name, k, dtype)
             a.zero_()
             return a
 
+        def launch(key, kernel, dim, inputs, outputs):
+            if hand:  # not on the tape: the adjoint below is hand-written
+                self._replay(key, kernel, dim, inputs, outputs)
+            else:
+                wp.launch(kernel, dim, inputs=inputs, outputs=outputs, device=ctx.device)
+
         msum, mx, mv = acc("msum", T.float), acc("mx", T.vec), acc("mv", T.vec)
-        wp.launch(self.rigid_sums1, r, inputs=[ridx, self.rbody, body, vol, table, x, v],
-                  outputs=[msum, mx, mv], device=ctx.device)
+        s1 = [ridx, self.rbody, body, vol, table, x, v]
+        launch("rigid_sums1", self.rigid_sums1, r, s1, [msum, mx, mv])
         A, L, I = acc("A", T.mat), acc("L", T.vec3), acc("I", T.mat3)
-        wp.launch(self.rigid_sums2, r, inputs=[ridx, self.rbody, body, vol, table, self.r0, x, v,
-                                               msum, mx], outputs=[A, L, I], device=ctx.device)
-        new = self._particles(ctx, fresh, tag)
-        wp.launch(self.rigid_apply, self.n, inputs=[rslot, self.rbody, self.r0, x, v, C, F, msum, mx, mv, A, L, I],
-                  outputs=list(new), device=ctx.device, record_tape=not fresh or not self.hand_rigid)
-        if fresh and self.hand_rigid:
-            self._record_rigid_adjoint(rslot, outs, new, (msum, mx, mv, A, L, I))
+        launch("rigid_sums2", self.rigid_sums2, r, [*s1[:5], self.r0, x, v, msum, mx], [A, L, I])
+        if hand:
+            # the outputs share the inputs' gradient buffers: the copied particles' gradients pass through
+            # without a kernel, `rigid_apply_adjoint` visits the rigid particles only
+            new = tuple(self._taped(self.n, a.dtype, grad=False, zero=False, pool="rigid_out") for a in outs)
+            for a, b in zip(new, outs, strict=True):
+                a.grad = b.grad
+        else:
+            new = self._particles(ctx, fresh, tag)
+        launch("rigid_apply", self.rigid_apply, self.n, [rslot, self.rbody, self.r0, x, v, C, F, msum, mx, mv, A, L, I],
+               list(new))
+        if hand:
+            self._record_rigid_adjoint(table, body, vol, ridx, outs, (msum, mx, mv, A, L, I))
         return new
 
-    def _record_rigid_adjoint(self, rslot, outs, new, sums) -> None:
-        """Put the hand-written adjoint of `rigid_apply` on the tape (one SVD per body, not per particle)."""
-        wp, T, K, k, dev = self.wp, self.T, self.rigid_k, self.rigid_count, self.device
-        msum, A, L, I = sums[0], sums[3], sums[4], sums[5]
-        R, W = self._taped(k, T.mat, grad=False, zero=False), self._taped(k, T.mat, grad=False, zero=False)
-        dc, dvc = self._taped(k, T.vec, grad=False), self._taped(k, T.vec, grad=False)
+    def _record_rigid_adjoint(self, table, body, vol, ridx, outs, sums) -> None:
+        """Put the hand-written adjoint of the rigid motion (`rigid_sums1`, `rigid_sums2`, `rigid_apply`) on the tape.
+
+        Four packed launches: the bodies' frames (one SVD per body, not per particle), the adjoint of
+        `rigid_apply` over the rigid particles (they sum the bodies' ∂c, ∂v_c, ∂R, ∂W; the copied
+        particles' gradients need nothing, `_rigid` gave the outputs the inputs' gradient buffers), then
+        the sums' adjoints over the rigid particles, which recompute the per-body gradients instead of
+        launching a kernel of one thread per body.
+        """
+        wp, T, K, k, r = self.wp, self.T, self.rigid_k, self.rigid_count, self.rigid_particles
+        msum, mx, mv, A, L, I = sums
+        R, W, U, V = (self._taped(k, T.mat, grad=False, zero=False) for _ in range(4))
+        sv = self._taped(k, T.vec, grad=False, zero=False)
+        dc, dvc, dcen = (self._taped(k, T.vec, grad=False) for _ in range(3))
         dR, dW = self._taped(k, T.mat, grad=False), self._taped(k, T.mat, grad=False)
-        apply_in = [rslot, self.rbody, self.r0, R, W, *(a.grad for a in new)]
-        apply_out = [*(a.grad for a in outs), dc, dvc, dR, dW]
-        body_in = [*sums, dc, dvc, dR, dW]
-        body_out = [a.grad for a in sums]
+        x, v = outs[0], outs[1]
+        gx, gv = x.grad, v.grad
+        want = int(table.requires_grad)
+        tg = table.grad if want else self._dummy("table", table)
+        frame = ([A, L, I, msum], [R, W, U, sv, V])
+        apply = ([ridx, self.rbody, self.r0, R, W, *(a.grad for a in outs)], [dc, dvc, dR, dW])
+        s2 = ([ridx, self.rbody, body, vol, table, self.r0, x, v, msum, mx, L, I, U, sv, V, dR, dW, want],
+              [gx, gv, dcen, tg])
+        s1 = ([ridx, self.rbody, body, vol, table, x, v, msum, mx, mv, L, I, dW, dc, dvc, dcen, want], [gx, gv, tg])
 
         def backward():
-            wp.launch(K.rigid_frame, k, inputs=[A, L, I, msum], outputs=[R, W], device=dev)
-            wp.launch(K.rigid_apply_adjoint, self.n, inputs=apply_in, outputs=apply_out, device=dev)
-            wp.launch(K.rigid_body_adjoint, k, inputs=body_in, outputs=body_out, device=dev)
+            self._replay("rigid_frame", K.rigid_frame, k, *frame)
+            self._replay("rigid_apply_adjoint", K.rigid_apply_adjoint, r, *apply)
+            self._replay("rigid_sums2_adjoint", K.rigid_sums2_adjoint, r, *s2)
+            self._replay("rigid_sums1_adjoint", K.rigid_sums1_adjoint, r, *s1)
 
         wp._src.context.runtime.tape.record_func(backward=backward, arrays=[])
 

@@ -55,8 +55,15 @@ class _QuatMul(torch.autograd.Function):
 def quat_mul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Hamilton product of quaternions (x, y, z, w), shapes (..., 4) (broadcast)."""
     if torch.is_grad_enabled() and (a.requires_grad or b.requires_grad):
-        return _QuatMul.apply(a, b)
+        if torch._C._are_functorch_transforms_active():
+            return _QuatMul.apply(a, b)
+        # outside torch.func the node is made without `Function.apply`'s binding of default arguments,
+        # which calls `inspect.signature` every time (about 3 % of a taped control step's CPU time)
+        return _QUAT_MUL_NODE(a, b)
     return _hamilton(a, b)
+
+
+_QUAT_MUL_NODE = super(torch.autograd.Function, _QuatMul).apply  # what `_QuatMul.apply` calls after binding
 
 
 def substep_poses(pose: torch.Tensor, lin: torch.Tensor, ang: torch.Tensor, dt: float, substeps: int,

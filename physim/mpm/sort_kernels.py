@@ -1,18 +1,21 @@
 """Particle sorting by grid cell, and the gathers/scatters between id order and cell order.
 
 Sorting happens inside the differentiable substep operation: the permutation is an
-integer array (no gradient), the gathers and scatters are kernels whose adjoints
-Warp generates, so the tape stays exact.
+integer array (no gradient). The adjoint of a gather by a permutation is a scatter of the
+gradients and that of a scatter a gather (one line per particle, no atomics: the first n
+entries of `order` are a permutation): `gather_adjoint`, `scatter_adjoint` and
+`gather_mat_adjoint` are those, hand-written for the taped path.
 """
 
 import functools
+from types import SimpleNamespace
 
 import warp as wp
 
 from physim.mpm.kernel_types import KernelTypes
 from physim.mpm.materials.fluid_kernels import make_fluid_funcs
 
-__all__ = ["make_sort_kernels"]
+__all__ = ["make_sort_adjoint_kernels", "make_sort_kernels"]
 
 
 @functools.cache
@@ -113,3 +116,53 @@ def make_sort_kernels(T: KernelTypes):
         F[p] = fl.volumetric(fl.with_det(Js[t]))
 
     return cell_keys, gather, gather_mat, scatter, gather_static, gather_j, scatter_j
+
+
+@functools.cache
+def make_sort_adjoint_kernels(T: KernelTypes):
+    """Hand-written adjoints of the taped `gather`, `scatter` and `gather_mat`: ``gather_adjoint,
+    scatter_adjoint, gather_mat_adjoint`` (a namespace)."""
+    vec, mat = T.vec, T.mat
+
+    @wp.kernel
+    def gather_adjoint(order: wp.array(dtype=wp.int32), xs_grad: wp.array(dtype=vec), vs_grad: wp.array(dtype=vec),
+                       Cs_grad: wp.array(dtype=mat), Fs_grad: wp.array(dtype=mat), want: wp.vec4i,
+                       # outputs (accumulated)
+                       x_grad: wp.array(dtype=vec), v_grad: wp.array(dtype=vec), C_grad: wp.array(dtype=mat),
+                       F_grad: wp.array(dtype=mat)):
+        """Adjoint of `gather`: the cell-order gradients back to particle-id order (`want[i]`: input i has one)."""
+        t = wp.tid()
+        p = order[t]
+        if want[0] != 0:
+            x_grad[p] = x_grad[p] + xs_grad[t]
+        if want[1] != 0:
+            v_grad[p] = v_grad[p] + vs_grad[t]
+        if want[2] != 0:
+            C_grad[p] = C_grad[p] + Cs_grad[t]
+        if want[3] != 0:
+            F_grad[p] = F_grad[p] + Fs_grad[t]
+
+    @wp.kernel
+    def scatter_adjoint(order: wp.array(dtype=wp.int32), x_grad: wp.array(dtype=vec), v_grad: wp.array(dtype=vec),
+                        C_grad: wp.array(dtype=mat), F_grad: wp.array(dtype=mat),
+                        # outputs (accumulated)
+                        xs_grad: wp.array(dtype=vec), vs_grad: wp.array(dtype=vec), Cs_grad: wp.array(dtype=mat),
+                        Fs_grad: wp.array(dtype=mat)):
+        """Adjoint of `scatter`: the particle-id-order gradients in cell order."""
+        t = wp.tid()
+        p = order[t]
+        xs_grad[t] = xs_grad[t] + x_grad[p]
+        vs_grad[t] = vs_grad[t] + v_grad[p]
+        Cs_grad[t] = Cs_grad[t] + C_grad[p]
+        Fs_grad[t] = Fs_grad[t] + F_grad[p]
+
+    @wp.kernel
+    def gather_mat_adjoint(order: wp.array(dtype=wp.int32), out_grad: wp.array(dtype=mat),
+                           # outputs (accumulated)
+                           a_grad: wp.array(dtype=mat)):
+        t = wp.tid()
+        p = order[t]
+        a_grad[p] = a_grad[p] + out_grad[t]
+
+    return SimpleNamespace(gather_adjoint=gather_adjoint, scatter_adjoint=scatter_adjoint,
+                           gather_mat_adjoint=gather_mat_adjoint)
