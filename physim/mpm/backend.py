@@ -357,16 +357,13 @@ class WarpBackend:
                   outputs=[body, vol, rslot, ridx], device=dev, record_tape=False)  # constants: no gradient
         carry_j = self.carry_j and (not rec or self.taped_j)
         cur = self._particles(ctx, rec, "sorted", carry_j)
-        if rec and carry_j:  # the permutation's adjoints hand-written (Warp's cost about 3× the forward)
-            self._replay("gather_j", self.gather_j, n, [order, x, v, C, F], list(cur))
-            grads = [a.grad if a.grad is not None else self._dummy(k, a) for k, a in zip("xvCF", (x, v, C, F))]
-            self._record_adjoint("gather_j_adjoint", self.gather_j_adjoint, [order, F, *(a.grad for a in cur)], grads)
-        elif rec:  # packed, with a hand-written adjoint (`_record_sort_adjoint`)
-            self._replay("gather", self.gather, n, [order, x, v, C, F], list(cur))
-            self._record_sort_adjoint("gather", order, list(cur), [x, v, C, F])
+        gather = self.gather_j if carry_j else self.gather
+        if rec:  # packed, with a hand-written adjoint (`_record_sort_adjoint`; Warp's costs about 3× the forward)
+            key = "gather_j" if carry_j else "gather"
+            self._replay(key, gather, n, [order, x, v, C, F], list(cur))
+            self._record_sort_adjoint(key, order, list(cur), [x, v, C, F])
         else:
-            wp.launch(self.gather_j if carry_j else self.gather, n, inputs=[order, x, v, C, F], outputs=list(cur),
-                      device=dev)
+            wp.launch(gather, n, inputs=[order, x, v, C, F], outputs=list(cur), device=dev)
         if tau_ext.shape[0] == n:
             tau_s = ctx.zeros(n, T.mat) if rec else self._buf("tau", n, T.mat)
             if rec:
@@ -453,24 +450,31 @@ class WarpBackend:
         self._sum_reactions(force, torque, force_w, torque_w)
         # fresh output tensors in particle-id order (every entry is written: no zero fill needed)
         final = self._fresh_particles(ctx, rec)
-        if rec and carry_j:
-            self._replay("scatter_j", self.scatter_j, n, [order, *cur], list(final))
-            self._record_adjoint("scatter_j_adjoint", self.scatter_j_adjoint,
-                                 [order, cur[3], final[3], *(a.grad for a in final)], [a.grad for a in cur])
-        elif rec:
-            self._replay("scatter", self.scatter, n, [order, *cur], list(final))
-            self._record_sort_adjoint("scatter", order, list(final), list(cur))
+        scatter = self.scatter_j if carry_j else self.scatter
+        if rec:
+            key = "scatter_j" if carry_j else "scatter"
+            self._replay(key, scatter, n, [order, *cur], list(final))
+            self._record_sort_adjoint(key, order, list(final), list(cur))
         else:
-            wp.launch(self.scatter_j if carry_j else self.scatter, n, inputs=[order, *cur], outputs=list(final),
-                      device=dev)
+            wp.launch(scatter, n, inputs=[order, *cur], outputs=list(final), device=dev)
         return (*final, force, torque)
 
     def _record_sort_adjoint(self, key: str, order, outs: list, ins: list) -> None:
-        """Put the hand-written adjoint of a taped permutation (`gather`, `gather_mat`, `scatter` of `ins` into
-        `outs` by `order`) on the tape: the gradients permuted back, one line per particle (Warp's automatic
-        adjoint of a gather replays it and adds with atomics)."""
+        """Put the hand-written adjoint of a taped permutation (`gather`, `gather_j`, `gather_mat`, `scatter`,
+        `scatter_j` of `ins` into `outs` by `order`) on the tape: the gradients permuted back, one line per
+        particle (Warp's automatic adjoint of a gather replays it and adds with atomics). The J variants also
+        carry ∂J = ∂(det F) and ∂F = ∂(J^{1/d} I) (`transfer_kernels`' `gather_j_adjoint`, `scatter_j_adjoint`)."""
+        if key == "gather_j":
+            grads = [a.grad if a.grad is not None else self._dummy(k, a) for k, a in zip("xvCF", ins)]
+            self._record_adjoint("gather_j_adjoint", self.gather_j_adjoint, [order, ins[3], *(a.grad for a in outs)],
+                                 grads)
+            return
+        if key == "scatter_j":
+            self._record_adjoint("scatter_j_adjoint", self.scatter_j_adjoint,
+                                 [order, ins[3], outs[3], *(a.grad for a in outs)], [a.grad for a in ins])
+            return
         wp = self.wp
-        if self._sort_adj is None:
+        if self._sort_adj is None:  # built on first use: a J-only scene never needs these kernels
             from physim.mpm.sort_kernels import make_sort_adjoint_kernels
 
             self._sort_adj = make_sort_adjoint_kernels(self.T)
