@@ -16,29 +16,15 @@ import math
 from pathlib import Path
 from typing import Any
 
-import torch
 from physim.operators.nclaw.evaluate import evaluate_case
 from physim.operators.nclaw.experiment import ExperimentConfig, ground_truth
-from physim.operators.nclaw.fit import AnalyticFit, model_material
-from physim.operators.nclaw.law import load_law
+from physim.operators.nclaw.fit import load_model, model_material
 
 from physim.errors import ConfigError
 
-__all__ = ["load_snapshot", "plot_curves", "read_metrics", "snapshot_errors"]
+__all__ = ["plot_curves", "read_metrics", "snapshot_errors"]
 
 log = logging.getLogger(__name__)
-
-
-def load_snapshot(path: Path, material: str, variant: str) -> torch.nn.Module:
-    """The model saved in one snapshot file (a learned law, or the analytic fit's state dict)."""
-    if variant != "analytic":
-        return load_law(path)
-    model = AnalyticFit(material)
-    try:
-        model.load_state_dict(torch.load(path, weights_only=True)["state_dict"])
-    except Exception as exc:
-        raise ConfigError("snapshot", str(path), f"a saved analytic fit of {material} ({exc})") from None
-    return model
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, float]]:
@@ -64,7 +50,7 @@ def snapshot_errors(cfg: ExperimentConfig, material: str, variant: str) -> list[
     cases = [c for c in cfg.cases if c != "multi"]
     rows = []
     for path in sorted(folder.glob("epoch_*.pt")):
-        model = load_snapshot(path, material, variant)
+        model = load_model(path, material, variant)
         row: dict[str, Any] = {"epoch": int(path.stem.split("_")[1])}
         for case in cases:
             gt = ground_truth(material, case, cfg.spec, cfg.out / "data")

@@ -21,8 +21,7 @@ from typing import Any
 import torch
 from physim.operators.nclaw.data import generate_trajectory, load_trajectory, save_trajectory
 from physim.operators.nclaw.evaluate import evaluate_case
-from physim.operators.nclaw.fit import VARIANTS, AnalyticFit, FitConfig, fit, model_material
-from physim.operators.nclaw.law import load_law
+from physim.operators.nclaw.fit import VARIANTS, AnalyticFit, FitConfig, fit, load_model, model_material
 from physim.operators.nclaw.scenes import CASES, MATERIALS, PARTNER, SceneSpec, ground_truth_material, make_simulator
 
 from physim.config import check_choice, check_int
@@ -136,12 +135,7 @@ def train_one(cfg: ExperimentConfig, material: str, variant: str) -> dict[str, A
 def load_trained(cfg: ExperimentConfig, material: str, variant: str) -> torch.nn.Module:
     """The trained model of (material, variant) from its run folder."""
     run_dir = cfg.run_dir(material, variant)
-    if variant == "analytic":
-        model = AnalyticFit(material)
-        best = run_dir / "best.pt"
-        model.load_state_dict(torch.load(best, weights_only=True)["state_dict"])
-        return model
-    return load_law(run_dir / "law.pt")
+    return load_model(run_dir / ("best.pt" if variant == "analytic" else "law.pt"), material, variant)
 
 
 def evaluate_all(cfg: ExperimentConfig, material: str, variant: str,

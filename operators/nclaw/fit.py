@@ -56,6 +56,7 @@ __all__ = [
     "build_model",
     "describe_history",
     "fit",
+    "load_model",
     "model_material",
     "window_loss",
 ]
@@ -216,6 +217,19 @@ def build_model(variant: str, material: str, spec: SceneSpec, *, width: int = 64
     plastic = {"name": "nclaw-mlp-plastic" if variant == "mlp" else "nclaw-plastic",
                "kwargs": {"dim": spec.dim, "width": width, "depth": depth}}
     return NeuralConstitutiveLaw(elastic=elastic, plastic=plastic, density=_density(material), label=material)
+
+
+def load_model(path: str | Path, material: str, variant: str) -> nn.Module:
+    """A model saved by `fit`: a learned-law file (the networks) or a `{"state_dict": ...}` file of the
+    analytic fit (its best.pt or a snapshot). A damaged analytic file is one `ConfigError` naming it."""
+    if variant != "analytic":
+        return load_law(path)
+    model = AnalyticFit(material)
+    try:
+        model.load_state_dict(torch.load(path, weights_only=True)["state_dict"])
+    except Exception as exc:
+        raise ConfigError("model file", str(path), f"a saved analytic fit of {material} ({exc})") from None
+    return model
 
 
 def model_material(model: nn.Module, *, wave_speed_bound: float | None = None):

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 from nclaw_helpers import perturbed, single_thread  # noqa: F401 (fixture)
-from physim.operators.nclaw.curves import load_snapshot, plot_curves, read_metrics, snapshot_errors
+from physim.operators.nclaw.curves import plot_curves, read_metrics, snapshot_errors
 from physim.operators.nclaw.data import generate_trajectory
 from physim.operators.nclaw.experiment import ExperimentConfig, train_one
-from physim.operators.nclaw.fit import FitConfig, build_model, model_material, window_loss
+from physim.operators.nclaw.fit import FitConfig, build_model, load_model, model_material, window_loss
 from physim.operators.nclaw.scenes import SceneSpec, ground_truth_material, make_simulator
 
 from physim.errors import ConfigError
@@ -50,7 +50,7 @@ def test_snapshots_are_saved_every_n_epochs_and_evaluated_on_the_cases(tmp_path)
     assert sorted(p.name for p in folder.iterdir()) == ["epoch_0002.pt", "epoch_0004.pt"]
     # the last snapshot is the model the run ended with (the checkpoint's), not the best one
     final = torch.load(cfg.run_dir("jelly", "analytic") / "checkpoint.pt", weights_only=False)["model"]
-    last = load_snapshot(cfg.run_dir("jelly", "analytic") / "snapshots" / "epoch_0004.pt", "jelly", "analytic")
+    last = load_model(cfg.run_dir("jelly", "analytic") / "snapshots" / "epoch_0004.pt", "jelly", "analytic")
     for k, v in last.state_dict().items():
         torch.testing.assert_close(v, final[k])
     errors = {v: snapshot_errors(cfg, "jelly", v) for v in cfg.variants}
@@ -68,7 +68,7 @@ def test_a_damaged_snapshot_or_metrics_file_is_one_error_naming_it(tmp_path):
     bad = tmp_path / "epoch_0001.pt"
     bad.write_bytes(b"not a torch file")
     with pytest.raises(ConfigError, match="epoch_0001.pt"):
-        load_snapshot(bad, "jelly", "analytic")
+        load_model(bad, "jelly", "analytic")
     (tmp_path / "metrics.csv").write_text("epoch,train_loss\n0,abc\n")
     with pytest.raises(ConfigError, match="metrics.csv"):
         read_metrics(tmp_path)
