@@ -25,12 +25,11 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from physim.io.atomic import atomic_write_text
-from physim.solvers.preconditioners import PRECONDITIONERS, amg, ichol, ilu, jacobi
+from physim.solvers.preconditioners import PRECONDITIONERS, build_preconditioner
 from physim.solvers.problems import darcy_coefficient, darcy_matrix, gaussian_random_field
 from physim.solvers.recycling import RecycleSpace
 from physim.solvers.skr import skr_features, solve_sequence, sort_systems
 
-BUILDERS = {"ichol": ichol, "ilu": ilu, "jacobi": jacobi, "amg": amg}
 DEFAULT_SWEEP = "40:5,40:10,40:20,60:20,60:40,80:60,120:100"
 
 
@@ -67,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     order = sort_systems(skr_features(fields), method="greedy")
     mats = [darcy_matrix(darcy_coefficient(fields[i])) for i in order]
     rhs = np.ones((args.systems, args.size**2))
-    pcs = {} if args.precond == "none" else {id(A): BUILDERS[args.precond](A) for A in mats}
+    pcs = {} if args.precond == "none" else {id(A): build_preconditioner(args.precond, A) for A in mats}
     factory = (lambda A: pcs[id(A)]) if pcs else None
 
     rows = []

@@ -56,7 +56,7 @@ from physim.io.atomic import atomic_write_text
 from physim.solvers import bicgstab, cg, gmres, minres
 from physim.solvers.bandits import TsallisINF, TsallisINFCB, omega_grid, run_sor_sequence, sor_iteration_table
 from physim.solvers.dcdm import DCDMTrainConfig, dcdm_solve, train_dcdm
-from physim.solvers.preconditioners import PRECONDITIONERS, amg, ichol, ilu, jacobi
+from physim.solvers.preconditioners import PRECONDITIONERS, amg, build_preconditioner, ichol
 from physim.solvers.problems import darcy_coefficient, darcy_matrix, gaussian_random_field, poisson_matrix
 from physim.solvers.relaxation import sor
 from physim.solvers.skr import skr_features, solve_sequence, sort_systems
@@ -79,9 +79,6 @@ SKR_VARIANTS = [
 ]
 
 
-PRECOND_BUILDERS = {"jacobi": jacobi, "ilu": ilu, "ichol": ichol, "amg": amg}
-
-
 def build_preconditioners(mats: list, precond: str) -> tuple[dict, float, float]:
     """One preconditioner per distinct matrix, built once and shared by every variant.
 
@@ -92,7 +89,7 @@ def build_preconditioners(mats: list, precond: str) -> tuple[dict, float, float]
     t0, c0 = time.perf_counter(), time.process_time()
     for A in mats:
         if id(A) not in pcs:
-            pcs[id(A)] = PRECOND_BUILDERS[precond](A)
+            pcs[id(A)] = build_preconditioner(precond, A)
     return pcs, time.process_time() - c0, time.perf_counter() - t0
 
 

@@ -25,7 +25,8 @@ from physim.config import check_choice, check_positive, check_range
 from physim.errors import ConfigError
 from physim.solvers.operators import LinearOperator, as_operator, is_sparse, to_scipy_sparse
 
-__all__ = ["PRECONDITIONERS", "Preconditioner", "amg", "ichol", "ilu", "jacobi", "make_preconditioner"]
+__all__ = ["PRECONDITIONERS", "Preconditioner", "amg", "build_preconditioner", "ichol", "ilu", "jacobi",
+           "make_preconditioner"]
 
 PRECONDITIONERS = ("jacobi", "ilu", "ichol", "amg")
 
@@ -273,6 +274,13 @@ def amg(A: object, *, kind: str = "smoothed_aggregation", cycle: str = "V", **py
                           apply_numpy=op.matvec)
 
 
+def build_preconditioner(name: str, A: object, *, field: str = "precond") -> Preconditioner:
+    """The preconditioner called `name` (one of `PRECONDITIONERS`) built from A; `field` names the argument
+    in the error for an unknown name."""
+    check_choice(field, name, PRECONDITIONERS)
+    return {"jacobi": jacobi, "ilu": ilu, "ichol": ichol, "amg": amg}[name](A)
+
+
 def make_preconditioner(
     M: object, A: LinearOperator, *, n: int, batch: int
 ) -> Callable[[torch.Tensor], torch.Tensor] | None:
@@ -284,7 +292,6 @@ def make_preconditioner(
     if M is None or isinstance(M, Preconditioner):
         return M
     if isinstance(M, str):
-        check_choice("M", M, PRECONDITIONERS)
-        return {"jacobi": jacobi, "ilu": ilu, "ichol": ichol, "amg": amg}[M](A)
+        return build_preconditioner(M, A, field="M")
     op = as_operator(M, n=n, batch=batch, dtype=A.dtype, device=A.device, name="M")
     return op
